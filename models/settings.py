@@ -1,0 +1,336 @@
+"""Settings: ``settings.toml`` (or ``--config`` / ``SALESPULSE_CONFIG``) overlaid by
+``SALESPULSE_<SECTION>__<KEY>`` environment variables.
+
+Why the strictness: the daemon runs unattended for months, so a typo must stop it at
+start with the place to fix (file or variable, key, what was expected), not be ignored.
+Unknown keys in the file and unknown ``SALESPULSE_*`` variables are errors too. Secrets
+(tokens, passwords, session ids, keys) are ``SecretStr``, come only from the
+environment, and are never echoed in an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from models.errors import ConfigError
+
+ENV_PREFIX = "SALESPULSE_"
+CONFIG_ENV = "SALESPULSE_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "settings.toml"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string (handy in environment variables)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///salespulse.db"
+
+    @field_validator("url")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("expected an SQLAlchemy URL such as sqlite:///salespulse.db") from exc
+        return value
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for logs and ``status``."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+class SalesforceSettings(_Section):
+    enabled: bool = False
+    instance_url: str | None = None
+    api_version: str = "59.0"
+    session_id: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    domain: str = "login"
+    client_id: str | None = None
+    private_key: SecretStr | None = None
+    private_key_path: Path | None = None
+    ca_bundle: Path | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    bulk_threshold: int = Field(0, ge=0)
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2}\.0", value):
+            raise ValueError("expected an API version like '59.0'")
+        return value
+
+
+class HubSpotSettings(_Section):
+    enabled: bool = False
+    base_url: str = "https://api.hubapi.com"
+    access_token: SecretStr | None = None
+    portal_id: str | None = None
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class SlackSettings(_Section):
+    base_url: str = "https://slack.com/api/"
+    token: SecretStr | None = None
+    default_channel: str = "#sales-alerts"
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class SyncSettings(_Section):
+    interval_minutes: int = Field(15, ge=1)
+    lookback_s: int = Field(300, ge=0)
+    batch_size: int = Field(2000, ge=1, le=100_000)
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(120.0, gt=0)
+    lock_timeout_s: int = Field(3600, ge=60)
+
+
+class RulesSettings(_Section):
+    paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules/default.toml")])
+
+    _split = field_validator("paths", mode="before")(classmethod(lambda cls, v: _split_list(v)))
+
+
+class CompanySettings(_Section):
+    timezone: str = "UTC"
+    fiscal_year_start_month: int = Field(1, ge=1, le=12)
+    reporting_currency: str = "USD"
+    fx_rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("expected an IANA time zone such as 'Europe/Berlin'") from exc
+        return value
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError("expected an ISO 4217 code such as 'USD'")
+        return value
+
+    @field_validator("fx_rates", mode="before")
+    @classmethod
+    def _upper_codes(cls, value: Any) -> Any:
+        # Environment variable names are case-insensitive, so EUR may arrive as 'eur'.
+        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _rates(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in value.items():
+            if not re.fullmatch(r"[A-Z]{3}", code):
+                raise ValueError(f"currency {code!r}: expected an ISO 4217 code such as 'EUR'")
+            if rate <= 0:
+                raise ValueError(f"rate for {code}: expected a positive number of reporting currency per unit")
+        return value
+
+
+class QuotaSettings(_Section):
+    path: Path | None = None
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """Everything salespulse can be told. ``config_path`` is where the file was read from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    salesforce: SalesforceSettings = Field(default_factory=SalesforceSettings)
+    hubspot: HubSpotSettings = Field(default_factory=HubSpotSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    company: CompanySettings = Field(default_factory=CompanySettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first (wins), then the file's content passed in as init values.
+        return (env_settings, init_settings)
+
+    def secret_values(self) -> list[str]:
+        """Every secret that is set, so log filters and tests can look for leaks."""
+        found: list[str] = []
+        for section in (self.salesforce, self.hubspot, self.slack):
+            for value in section.__dict__.values():
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.append(value.get_secret_value())
+        password = make_url(self.database.url).password
+        if password:
+            found.append(str(password))
+        return found
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.default_factory  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+}
+SECRET_KEYS = {
+    (section, key)
+    for section, model in SECTIONS.items()
+    for key, field in model.model_fields.items()
+    if "SecretStr" in str(field.annotation)
+}
+PATH_KEYS = {("salesforce", "ca_bundle"), ("salesforce", "private_key_path"), ("quotas", "path")}
+
+
+def config_path_from(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return DEFAULT_CONFIG
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the file, overlay the environment (``os.environ``), validate; raise ConfigError naming the place."""
+    environ = os.environ
+    path = config_path_from(path, environ)
+    data = _read_toml(path)
+    _check_env_names(environ)
+    for section, values in data.items():
+        if isinstance(values, dict):
+            for key in values:
+                if (section, key) in SECRET_KEYS:
+                    env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+                    raise ConfigError(
+                        f"secrets are not read from files; remove it and set the environment variable {env}",
+                        source=str(path),
+                        key=f"{section}.{key}",
+                        line=_line_of(path, section, key),
+                    )
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise _config_error(exc, path, environ) from None
+    _resolve_paths(settings, path.resolve().parent)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("settings file not found", source=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+
+
+def _check_env_names(environ: Mapping[str, str]) -> None:
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+            continue
+        rest = upper[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("__")
+        model = SECTIONS.get(section)
+        top_key = key.split("__")[0]
+        if model is None or not key or top_key not in model.model_fields:
+            raise ConfigError(
+                "unknown setting; expected SALESPULSE_<SECTION>__<KEY> with a section and key from settings.toml",
+                source=f"environment variable {name}",
+            )
+
+
+def _config_error(exc: ValidationError, path: Path, environ: Mapping[str, str]) -> ConfigError:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    section = loc[0] if loc else ""
+    key = loc[1] if len(loc) > 1 else ""
+    dotted = ".".join(loc)
+    env_name = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+    env_hit = next((n for n in environ if n.upper() == env_name), None)
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key; see settings.toml for the keys this section takes"
+    elif (section, key) not in SECRET_KEYS and "input" in first and not isinstance(first["input"], dict):
+        message = f"{message} (got {str(first['input'])[:80]!r})"
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    if env_hit:
+        return ConfigError(message + more, source=f"environment variable {env_hit}", key=dotted)
+    return ConfigError(message + more, source=str(path), key=dotted, line=_line_of(path, section, key))
+
+
+def _line_of(path: Path, section: str, key: str) -> int | None:
+    """Best-effort line number of ``key`` in ``[section]``; tomllib does not keep positions."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    current = None
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[([^\]]+)\]", stripped)
+        if header:
+            current = header.group(1).strip()
+            continue
+        if current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
+def _resolve_paths(settings: Settings, base: Path) -> None:
+    """Relative paths in the file mean 'next to the settings file', wherever we run from."""
+    for section, key in PATH_KEYS:
+        model = getattr(settings, section)
+        value = getattr(model, key)
+        if value is not None and not value.is_absolute():
+            setattr(model, key, base / value)
+    settings.rules.paths = [p if p.is_absolute() else base / p for p in settings.rules.paths]
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        if not db.is_absolute():
+            settings.database.url = url.set(database=str(base / db)).render_as_string(hide_password=False)
