@@ -1,0 +1,66 @@
+"""What is in the warehouse: the read-only facts ``status`` shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+
+from models.database import head_revision, schema_version
+from models.tables import metadata, notifications, quarantine, sync_runs, sync_state
+
+
+@dataclass
+class StreamStatus:
+    source: str
+    stream: str
+    cursor: str | None = None
+    last_status: str | None = None
+    last_started_at: datetime | None = None
+    last_error: str | None = None
+    records_written: int | None = None
+    quarantined: int = 0
+
+
+@dataclass
+class WarehouseStatus:
+    schema_version: str | None
+    head_version: str
+    row_counts: dict[str, int]
+    streams: list[StreamStatus] = field(default_factory=list)
+    outbox: dict[str, int] = field(default_factory=dict)
+
+
+def warehouse_status(engine: Engine) -> WarehouseStatus:
+    with engine.connect() as conn:
+        counts = {
+            name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+            for name, table in sorted(metadata.tables.items())
+        }
+        streams: dict[tuple[str, str], StreamStatus] = {}
+        for source, stream, cursor in conn.execute(select(sync_state.c.source, sync_state.c.stream, sync_state.c.cursor)):
+            streams[(source, stream)] = StreamStatus(source, stream, cursor=cursor)
+        latest = (
+            select(sync_runs.c.source, sync_runs.c.stream, func.max(sync_runs.c.id).label("id"))
+            .group_by(sync_runs.c.source, sync_runs.c.stream)
+            .subquery()
+        )
+        for run in conn.execute(select(sync_runs).join(latest, sync_runs.c.id == latest.c.id)).mappings():
+            st = streams.setdefault((run["source"], run["stream"]), StreamStatus(run["source"], run["stream"]))
+            st.last_status = run["status"]
+            st.last_started_at = run["started_at"]
+            st.last_error = run["error"]
+            st.records_written = run["records_written"]
+        for source, stream, n in conn.execute(
+            select(quarantine.c.source, quarantine.c.stream, func.count()).group_by(quarantine.c.source, quarantine.c.stream)
+        ):
+            streams.setdefault((source, stream), StreamStatus(source, stream)).quarantined = n
+        outbox = dict(conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all())
+    return WarehouseStatus(
+        schema_version=schema_version(engine),
+        head_version=head_revision(),
+        row_counts=counts,
+        streams=[streams[k] for k in sorted(streams)],
+        outbox=outbox,
+    )

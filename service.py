@@ -1,0 +1,193 @@
+"""salespulse command line: ``python service.py [--config PATH] COMMAND``.
+
+Wiring only: parse arguments, load settings, open the warehouse, hand over to the module
+that owns the work, turn errors into exit codes (0 ok, 1 the work failed, 2 bad usage or
+configuration) with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from models.errors import ConfigError, SalespulseError
+from models.settings import Settings, load_settings
+
+log = logging.getLogger("salespulse")
+
+NOT_BUILT = "is not built yet (see the open issues); nothing was done"
+
+
+class UsageError(Exception):
+    """Bad arguments: exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage and exit 2 itself
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python service.py",
+        description="salespulse: CRM pipeline checks for sales operations, with Slack alerts.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="settings file (default: settings.toml, or $SALESPULSE_CONFIG)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("demo", help="start the sandbox, sync both CRMs into SQLite, run the default rules, show Slack")
+
+    p = sub.add_parser("sync", help="incremental sync of every enabled source (or one)")
+    p.add_argument("--source", choices=["salesforce", "hubspot"])
+    p.add_argument("--full", action="store_true", help="ignore cursors, re-read everything, mark what vanished")
+
+    p = sub.add_parser("check", help="evaluate rules and deliver alerts")
+    p.add_argument("--rule", metavar="ID")
+    p.add_argument("--dry-run", action="store_true", help="print alerts; send nothing, change no alert state")
+    p.add_argument("--as-of", metavar="ISO-DATETIME", help="evaluate as of a past instant")
+
+    sub.add_parser("run", help="the daemon: scheduled syncs and rule checks until SIGTERM/SIGINT")
+
+    p = sub.add_parser("sandbox", help="start fake Salesforce, HubSpot and Slack servers with a generated company")
+    p.add_argument("--scale", default="small", choices=["small", "medium", "large"])
+    p.add_argument("--seed", type=int, default=1)
+
+    sub.add_parser("status", help="schema version, row counts, last sync per stream, alert and outbox state")
+
+    p = sub.add_parser("rules", help="check rule files; run rule unit tests")
+    rsub = p.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=_Parser)
+    rsub.required = True
+    for name, text in (("validate", "check rule files"), ("test", "run rule unit tests")):
+        rsub.add_parser(name, help=text).add_argument("paths", nargs="*", metavar="PATH")
+
+    p = sub.add_parser("alerts", help="inspect alerts")
+    asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
+    asub.required = True
+    asub.add_parser("list", help="list alerts and their state")
+
+    p = sub.add_parser("silence", help="mute an alert by rule and subject for a time")
+    ssub = p.add_subparsers(dest="silence_command", metavar="ACTION", parser_class=_Parser)
+    ssub.required = True
+    add = ssub.add_parser("add", help="add a silence")
+    add.add_argument("rule")
+    add.add_argument("--subject")
+    add.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 2h, 3d, 1w")
+    add.add_argument("--reason", required=True)
+    ssub.add_parser("list", help="list silences")
+    exp = ssub.add_parser("expire", help="end a silence now")
+    exp.add_argument("silence_id", type=int)
+
+    p = sub.add_parser("quotas", help="validate or load the admins' quota file")
+    qsub = p.add_subparsers(dest="quotas_command", metavar="ACTION", parser_class=_Parser)
+    qsub.required = True
+    for name, text in (("check", "validate the quota file against synced reps"), ("load", "validate and store it")):
+        qsub.add_parser(name, help=text).add_argument("path", nargs="?", metavar="PATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        print("run 'python service.py --help' for the commands", file=sys.stderr)
+        return 2
+    redactor = None
+    try:
+        settings = load_settings(args.config)
+        from models.logs import configure_logging
+
+        redactor = configure_logging(settings.log.level, settings.secret_values())
+        return COMMANDS[args.command](args, settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SalespulseError as exc:
+        reason = redactor.redact(str(exc)) if redactor else str(exc)
+        print(f"error: {reason}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
+    from models.database import open_warehouse
+    from models.inventory import warehouse_status
+
+    st = warehouse_status(open_warehouse(settings.database.url))
+    print(f"database        {settings.database.display_url}")
+    current = "up to date" if st.schema_version == st.head_version else f"head is {st.head_version}"
+    print(f"schema version  {st.schema_version} ({current})")
+    print("\nrows")
+    for name, n in st.row_counts.items():
+        print(f"  {name:<20} {n:>10,}")
+    print("\nstreams")
+    if not st.streams:
+        print("  (no sync has run yet)")
+    for s in st.streams:
+        when = s.last_started_at.isoformat(timespec="seconds") if s.last_started_at else "never"
+        line = f"  {s.source}/{s.stream:<16} last run {when} {s.last_status or '-'}"
+        line += f", wrote {s.records_written:,}" if s.records_written is not None else ""
+        line += f", quarantined {s.quarantined:,}" if s.quarantined else ""
+        print(line)
+        if s.cursor:
+            print(f"      cursor {s.cursor}")
+        if s.last_error:
+            print(f"      error  {s.last_error}")
+    print("\noutbox")
+    print("  " + (", ".join(f"{k} {v:,}" for k, v in sorted(st.outbox.items())) or "(empty)"))
+    return 0
+
+
+def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from sync.quota_file import load_quota_file, parse_quota_file, rep_index
+
+    path = Path(args.path) if args.path else settings.quotas.path
+    if path is None:
+        raise ConfigError("no quota file given; pass PATH or set [quotas] path", source="settings", key="quotas.path")
+    engine = open_warehouse(settings.database.url)
+    if args.quotas_command == "check":
+        with engine.connect() as conn:
+            lines = parse_quota_file(path, rep_index(conn), settings.company)
+        print(f"{path}: {len(lines)} quota line(s), all valid")
+        return 0
+    with engine.begin() as conn:
+        n = load_quota_file(conn, path, settings.company, utc_now())
+    print(f"{path}: stored {n} quota line(s)")
+    return 0
+
+
+def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
+    def run(_args: argparse.Namespace, _settings: Settings) -> int:
+        print(f"error: '{name}' {NOT_BUILT}", file=sys.stderr)
+        return 1
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "demo": _not_built("demo"),
+    "sync": _not_built("sync"),
+    "check": _not_built("check"),
+    "run": _not_built("run"),
+    "sandbox": _not_built("sandbox"),
+    "status": cmd_status,
+    "rules": _not_built("rules"),
+    "alerts": _not_built("alerts"),
+    "silence": _not_built("silence"),
+    "quotas": cmd_quotas,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

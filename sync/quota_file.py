@@ -1,0 +1,183 @@
+"""The admins' quota CSV: parse, validate against the warehouse, store.
+
+The file is the whole truth for ``source = 'file'`` quotas: loading it replaces every
+file quota in one transaction, so a line removed from the file disappears from the
+warehouse, and a file with any error changes nothing. Every problem is reported with its
+line number, all at once, so an admin fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from sqlalchemy import Connection, delete, insert, select
+
+from models.errors import ConfigError
+from models.records import MAX_AMOUNT
+from models.settings import CompanySettings
+from models.tables import quotas, reps
+from sync.currency import to_reporting
+
+REQUIRED = ("period_start", "period_end", "amount", "currency")
+
+
+@dataclass(frozen=True)
+class QuotaLine:
+    line: int
+    rep_id: str  # warehouse id
+    period_start: date
+    period_end: date
+    amount: Decimal
+    currency: str
+
+
+class QuotaFileError(ConfigError):
+    """One or more lines of the quota file are wrong; ``problems`` lists (line, message)."""
+
+    def __init__(self, path: Path, problems: list[tuple[int, str]]) -> None:
+        first_line, first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s): " if len(problems) > 1 else ""
+        if more:
+            more += "; ".join(f"line {n}: {m}" for n, m in problems[1:6]) + ")"
+        super().__init__(first + more, source=str(path), line=first_line)
+        self.problems = problems
+
+
+def parse_quota_file(path: Path, rep_index: dict[str, str], company: CompanySettings) -> list[QuotaLine]:
+    """Validate every line; ``rep_index`` maps lower-case email, CRM id and warehouse id to warehouse id."""
+    problems: list[tuple[int, str]] = []
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the quota file: {exc.strerror}", source=str(path)) from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        rep_column = "rep_email" if "rep_email" in header else "rep_id" if "rep_id" in header else None
+        missing = [c for c in REQUIRED if c not in header]
+        if rep_column is None or missing:
+            need = ["rep_email (or rep_id)"] if rep_column is None else []
+            raise ConfigError(
+                f"header is missing {', '.join(need + missing)}; expected "
+                "rep_email,period_start,period_end,amount,currency",
+                source=str(path),
+                line=1,
+            )
+        lines: list[QuotaLine] = []
+        for row in reader:
+            number = reader.line_num
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            if not any(row.values()):
+                continue
+            parsed = _parse_row(row, rep_column, number, rep_index, company, problems)
+            if parsed is not None:
+                lines.append(parsed)
+    problems.extend(_overlaps(lines))
+    if problems:
+        raise QuotaFileError(path, sorted(problems))
+    return lines
+
+
+def _parse_row(
+    row: dict[str, str],
+    rep_column: str,
+    number: int,
+    rep_index: dict[str, str],
+    company: CompanySettings,
+    problems: list[tuple[int, str]],
+) -> QuotaLine | None:
+    before = len(problems)
+    who = row.get(rep_column, "")
+    rep_id = rep_index.get(who.lower() if rep_column == "rep_email" else who)
+    if not who:
+        problems.append((number, f"{rep_column} is empty"))
+    elif rep_id is None:
+        problems.append((number, f"unknown rep {who!r}: no synced rep has this {rep_column.removeprefix('rep_')}"))
+    start = _date(row.get("period_start", ""), "period_start", number, problems)
+    end = _date(row.get("period_end", ""), "period_end", number, problems)
+    if start and end and end < start:
+        problems.append((number, f"period_end {end} is before period_start {start}"))
+    amount = None
+    try:
+        amount = Decimal(row.get("amount", ""))
+        if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+            problems.append((number, f"amount {row['amount']!r} must be a number from 0 to {MAX_AMOUNT:,}"))
+    except InvalidOperation:
+        problems.append((number, f"amount {row.get('amount', '')!r} is not a number (use digits and a '.')"))
+    currency = row.get("currency", "").upper()
+    if currency != company.reporting_currency and currency not in company.fx_rates:
+        problems.append(
+            (number, f"currency {currency!r} has no rate in [company.fx_rates] (reporting currency is "
+             f"{company.reporting_currency})")
+        )
+    if len(problems) > before:
+        return None
+    assert rep_id and start and end and amount is not None
+    return QuotaLine(number, rep_id, start, end, amount.quantize(Decimal("0.01")), currency)
+
+
+def _date(text: str, column: str, number: int, problems: list[tuple[int, str]]) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        problems.append((number, f"{column} {text!r} is not a date; expected YYYY-MM-DD"))
+        return None
+
+
+def _overlaps(lines: list[QuotaLine]) -> list[tuple[int, str]]:
+    by_rep: dict[str, list[QuotaLine]] = defaultdict(list)
+    for q in lines:
+        by_rep[q.rep_id].append(q)
+    found = []
+    for rep_lines in by_rep.values():
+        rep_lines.sort(key=lambda q: (q.period_start, q.period_end))
+        for prev, cur in zip(rep_lines, rep_lines[1:], strict=False):
+            if cur.period_start <= prev.period_end:
+                found.append(
+                    (cur.line, f"period {cur.period_start}..{cur.period_end} overlaps line {prev.line} "
+                     f"({prev.period_start}..{prev.period_end}) for the same rep")
+                )
+    return found
+
+
+def rep_index(conn: Connection) -> dict[str, str]:
+    """Every way a quota file may name a rep, mapped to the rep's warehouse id."""
+    index: dict[str, str] = {}
+    for rid, external, email in conn.execute(
+        select(reps.c.id, reps.c.external_id, reps.c.email).where(reps.c.deleted_at.is_(None))
+    ):
+        index[rid] = rid
+        index[external] = rid
+        if email:
+            index[email.lower()] = rid
+    return index
+
+
+def load_quota_file(conn: Connection, path: Path, company: CompanySettings, now: datetime) -> int:
+    """Replace the file quotas with the file's content, in the caller's transaction."""
+    lines = parse_quota_file(path, rep_index(conn), company)
+    conn.execute(delete(quotas).where(quotas.c.source == "file"))
+    if lines:
+        conn.execute(
+            insert(quotas),
+            [
+                {
+                    "source": "file",
+                    "external_id": None,
+                    "rep_id": q.rep_id,
+                    "period_start": q.period_start,
+                    "period_end": q.period_end,
+                    "amount": q.amount,
+                    "currency": q.currency,
+                    "amount_reporting": to_reporting(q.amount, q.currency, company),
+                    "synced_at": now,
+                }
+                for q in lines
+            ],
+        )
+    return len(lines)
