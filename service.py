@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python service.py",
         description="salespulse: CRM pipeline checks for sales operations, with Slack alerts.",
     )
-    parser.add_argument("--config", metavar="PATH", help="settings file (default: settings.toml, or $SALESPULSE_CONFIG)")
+    parser.add_argument(
+        "--config", metavar="PATH", help="settings file (default: settings.toml, or $SALESPULSE_CONFIG)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 

@@ -14,6 +14,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from models.errors import FatalError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -27,7 +30,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             # WAL: readers (status, rule checks) never block the sync's writer.
             cur.execute("PRAGMA journal_mode=WAL")
@@ -64,6 +67,12 @@ def head_revision() -> str:
 
 
 def open_warehouse(url: str) -> Engine:
+    """A migrated engine, or a FatalError that says which database and why (password masked)."""
     engine = make_engine(url)
-    upgrade_head(engine)
+    try:
+        upgrade_head(engine)
+    except OperationalError as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise FatalError(f"cannot open the warehouse {where}: {reason}") from None
     return engine

@@ -39,7 +39,9 @@ def warehouse_status(engine: Engine) -> WarehouseStatus:
             for name, table in sorted(metadata.tables.items())
         }
         streams: dict[tuple[str, str], StreamStatus] = {}
-        for source, stream, cursor in conn.execute(select(sync_state.c.source, sync_state.c.stream, sync_state.c.cursor)):
+        for source, stream, cursor in conn.execute(
+            select(sync_state.c.source, sync_state.c.stream, sync_state.c.cursor)
+        ):
             streams[(source, stream)] = StreamStatus(source, stream, cursor=cursor)
         latest = (
             select(sync_runs.c.source, sync_runs.c.stream, func.max(sync_runs.c.id).label("id"))
@@ -53,7 +55,9 @@ def warehouse_status(engine: Engine) -> WarehouseStatus:
             st.last_error = run["error"]
             st.records_written = run["records_written"]
         for source, stream, n in conn.execute(
-            select(quarantine.c.source, quarantine.c.stream, func.count()).group_by(quarantine.c.source, quarantine.c.stream)
+            select(quarantine.c.source, quarantine.c.stream, func.count()).group_by(
+                quarantine.c.source, quarantine.c.stream
+            )
         ):
             streams.setdefault((source, stream), StreamStatus(source, stream)).quarantined = n
         outbox = dict(conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all())

@@ -148,7 +148,7 @@ class QuotaRecord(Record):
 
     @field_validator("period_end")
     @classmethod
-    def _ordered(cls, value: date, info) -> date:  # noqa: ANN001
+    def _ordered(cls, value: date, info) -> date:
         start = info.data.get("period_start")
         if start is not None and value < start:
             raise ValueError(f"period_end {value} is before period_start {start}")

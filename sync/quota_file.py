@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from itertools import pairwise
 from pathlib import Path
 
 from sqlalchemy import Connection, delete, insert, select
@@ -112,12 +113,18 @@ def _parse_row(
     currency = row.get("currency", "").upper()
     if currency != company.reporting_currency and currency not in company.fx_rates:
         problems.append(
-            (number, f"currency {currency!r} has no rate in [company.fx_rates] (reporting currency is "
-             f"{company.reporting_currency})")
+            (
+                number,
+                f"currency {currency!r} has no rate in [company.fx_rates] (reporting currency is "
+                f"{company.reporting_currency})",
+            )
         )
     if len(problems) > before:
         return None
-    assert rep_id and start and end and amount is not None
+    assert rep_id is not None
+    assert start is not None
+    assert end is not None
+    assert amount is not None
     return QuotaLine(number, rep_id, start, end, amount.quantize(Decimal("0.01")), currency)
 
 
@@ -136,11 +143,14 @@ def _overlaps(lines: list[QuotaLine]) -> list[tuple[int, str]]:
     found = []
     for rep_lines in by_rep.values():
         rep_lines.sort(key=lambda q: (q.period_start, q.period_end))
-        for prev, cur in zip(rep_lines, rep_lines[1:], strict=False):
+        for prev, cur in pairwise(rep_lines):
             if cur.period_start <= prev.period_end:
                 found.append(
-                    (cur.line, f"period {cur.period_start}..{cur.period_end} overlaps line {prev.line} "
-                     f"({prev.period_start}..{prev.period_end}) for the same rep")
+                    (
+                        cur.line,
+                        f"period {cur.period_start}..{cur.period_end} overlaps line {prev.line} "
+                        f"({prev.period_start}..{prev.period_end}) for the same rep",
+                    )
                 )
     return found
 

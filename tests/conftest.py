@@ -30,12 +30,14 @@ def _pg_schema_url(schema: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
+def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """The URL of an empty database (not yet migrated)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'warehouse.db'}"
         return
     if not PG_URL:
+        if os.environ.get("POSTGRES_TEST_REQUIRED"):
+            pytest.fail("POSTGRES_TEST_REQUIRED is set but POSTGRES_TEST_URL is not")
         pytest.skip(PG_SKIP)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)

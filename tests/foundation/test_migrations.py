@@ -44,4 +44,3 @@ def test_instants_come_back_aware_and_in_utc(warehouse: Engine) -> None:
 def test_naive_datetime_is_refused(warehouse: Engine) -> None:
     with pytest.raises(Exception, match="naive datetime"), warehouse.begin() as conn:
         conn.execute(insert(sync_state).values(source="s", stream="x", updated_at=datetime(2026, 1, 1)))  # noqa: DTZ001
-

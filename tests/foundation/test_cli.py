@@ -1,0 +1,103 @@
+"""The command line as a user meets it: a real process, its output and exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ["demo", "sync", "check", "run", "sandbox", "status", "rules", "alerts", "silence", "quotas"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SALESPULSE_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "service.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert f"    {command} " in result.stdout
+
+
+def test_status_on_a_new_database_shows_schema_and_zero_counts(warehouse_url: str) -> None:
+    result = run("status", env={"SALESPULSE_DATABASE__URL": warehouse_url})
+    assert result.returncode == 0, result.stderr
+    assert "schema version  0001 (up to date)" in result.stdout
+    counts = [line.split() for line in result.stdout.splitlines() if line.startswith("  ") and line.split()[-1] == "0"]
+    assert {c[0] for c in counts} >= {"opportunities", "reps", "leads", "activities", "quarantine", "alerts"}
+    assert "(no sync has run yet)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["status"], {"SALESPULSE_SYNC__BATCH_SIZE": "lots"}, "environment variable SALESPULSE_SYNC__BATCH_SIZE"),
+        (["--config", "/nonexistent/s.toml", "status"], {}, "/nonexistent/s.toml: settings file not found"),
+        (["frobnicate"], {}, "invalid choice: 'frobnicate'"),
+        (["sync", "--source", "pipedrive"], {}, "invalid choice: 'pipedrive'"),
+        (["quotas", "check"], {}, "no quota file given"),
+    ],
+)
+def test_bad_usage_or_configuration_exits_2(
+    args: list[str], env: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    env = {"SALESPULSE_DATABASE__URL": f"sqlite:///{tmp_path}/w.db", **env}
+    result = run(*args, env=env)
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+def test_bad_quota_line_exits_2_naming_the_line(tmp_path: Path) -> None:
+    quota_file = tmp_path / "q.csv"
+    quota_file.write_text(
+        "rep_email,period_start,period_end,amount,currency\nghost@example.com,2026-01-01,2026-03-31,5,USD\n"
+    )
+    result = run("quotas", "check", str(quota_file), env={"SALESPULSE_DATABASE__URL": f"sqlite:///{tmp_path}/w.db"})
+    assert result.returncode == 2
+    assert f"{quota_file}:2: unknown rep 'ghost@example.com'" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "run", "rules validate", "alerts list", "silence list"])
+def test_commands_not_built_yet_say_so_and_exit_1(command: str, tmp_path: Path) -> None:
+    result = run(*command.split(), env={"SALESPULSE_DATABASE__URL": f"sqlite:///{tmp_path}/w.db"})
+    assert result.returncode == 1
+    assert "is not built yet" in result.stderr
+
+
+def test_no_secret_appears_in_anything_printed(tmp_path: Path) -> None:
+    secrets = {
+        "SALESPULSE_SLACK__TOKEN": "xoxb-LEAKCANARY-slack",
+        "SALESPULSE_HUBSPOT__ACCESS_TOKEN": "pat-LEAKCANARY-hubspot",
+        "SALESPULSE_SALESFORCE__SESSION_ID": "00D-LEAKCANARY-session",
+        "SALESPULSE_SALESFORCE__PASSWORD": "LEAKCANARY-password",
+    }
+    db = {"SALESPULSE_DATABASE__URL": f"sqlite:///{tmp_path}/w.db", "SALESPULSE_LOG__LEVEL": "DEBUG"}
+    bad_file = tmp_path / "bad.toml"
+    bad_file.write_text('[slack]\ntoken = "xoxb-LEAKCANARY-file"\n')
+    runs = [
+        run("status", env={**secrets, **db}),
+        run("check", env={**secrets, **db}),
+        run("status", env={**secrets, **db, "SALESPULSE_SLACK__TIMEOUT_S": "-1"}),
+        run("--config", str(bad_file), "status", env={**secrets, **db}),
+        run(
+            "status", env={**secrets, "SALESPULSE_DATABASE__URL": "postgresql+psycopg://u:LEAKCANARY-db@127.0.0.1:1/x"}
+        ),
+    ]
+    assert [r.returncode for r in runs] == [0, 1, 2, 2, 1]
+    assert "cannot open the warehouse postgresql+psycopg://u:***@127.0.0.1:1/x" in runs[-1].stderr
+    for result in runs:
+        assert "LEAKCANARY" not in result.stdout + result.stderr

@@ -1,0 +1,131 @@
+"""The admins' quota CSV: every bad line named, a good file stored, the file is the truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from models.errors import ConfigError
+from models.settings import CompanySettings
+from models.tables import quotas, reps
+from sync.quota_file import QuotaFileError, load_quota_file
+
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+COMPANY = CompanySettings(reporting_currency="USD", fx_rates={"EUR": Decimal("1.10")})
+HEADER = "rep_email,period_start,period_end,amount,currency\n"
+
+
+@pytest.fixture
+def with_reps(warehouse: Engine) -> Engine:
+    with warehouse.begin() as conn:
+        conn.execute(
+            insert(reps),
+            [
+                {
+                    "id": f"salesforce:005{i}",
+                    "source": "salesforce",
+                    "external_id": f"005{i}",
+                    "email": f"rep{i}@example.com",
+                    "name": f"Rep {i}",
+                    "is_active": True,
+                    "synced_at": NOW,
+                }
+                for i in range(3)
+            ],
+        )
+    return warehouse
+
+
+def write(tmp_path: Path, body: str, header: str = HEADER) -> Path:
+    path = tmp_path / "quotas.csv"
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def test_good_file_is_stored_with_reporting_amounts(with_reps: Engine, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "REP0@example.com,2026-01-01,2026-03-31,100000,USD\n"
+        "rep0@example.com,2026-04-01,2026-06-30,120000.5,USD\n"
+        "\n"
+        "rep1@example.com,2026-04-01,2026-06-30,50000,EUR\n",
+    )
+    with with_reps.begin() as conn:
+        assert load_quota_file(conn, path, COMPANY, NOW) == 3
+        rows = conn.execute(select(quotas).order_by(quotas.c.rep_id, quotas.c.period_start)).mappings().all()
+    assert [(r["rep_id"], r["period_start"], r["amount"], r["amount_reporting"]) for r in rows] == [
+        ("salesforce:0050", date(2026, 1, 1), Decimal("100000.00"), Decimal("100000.00")),
+        ("salesforce:0050", date(2026, 4, 1), Decimal("120000.50"), Decimal("120000.50")),
+        ("salesforce:0051", date(2026, 4, 1), Decimal("50000.00"), Decimal("55000.00")),
+    ]
+    assert {r["source"] for r in rows} == {"file"}
+
+
+def test_rep_id_column_and_reload_replaces(with_reps: Engine, tmp_path: Path) -> None:
+    header = "rep_id,period_start,period_end,amount,currency\n"
+    first = write(tmp_path, "0050,2026-01-01,2026-03-31,1,USD\n0051,2026-01-01,2026-03-31,2,USD\n", header)
+    with with_reps.begin() as conn:
+        load_quota_file(conn, first, COMPANY, NOW)
+    second = write(tmp_path, "salesforce:0052,2026-01-01,2026-03-31,3,USD\n", header)
+    with with_reps.begin() as conn:
+        load_quota_file(conn, second, COMPANY, NOW)
+        rows = conn.execute(select(quotas.c.rep_id, quotas.c.amount)).all()
+    assert rows == [("salesforce:0052", Decimal("3.00"))]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "expected"),
+    [
+        ("nobody@example.com,2026-01-01,2026-03-31,1,USD\n", 2, "unknown rep 'nobody@example.com'"),
+        (",2026-01-01,2026-03-31,1,USD\n", 2, "rep_email is empty"),
+        (
+            "rep0@example.com,2026-01-01,2026-03-31,1,USD\nrep0@example.com,2026-03-01,2026-05-31,1,USD\n",
+            3,
+            "overlaps line 2",
+        ),
+        ("rep0@example.com,2026-01-01,2026-03-31,ten,USD\n", 2, "amount 'ten' is not a number"),
+        ("rep0@example.com,2026-01-01,2026-03-31,-5,USD\n", 2, "must be a number from 0"),
+        ("rep0@example.com,2026-01-01,2026-03-31,1e15,USD\n", 2, "must be a number from 0"),
+        ("rep0@example.com,2026-01-01,2026-03-31,NaN,USD\n", 2, "must be a number from 0"),
+        ("rep0@example.com,01/01/2026,2026-03-31,1,USD\n", 2, "period_start '01/01/2026' is not a date"),
+        ("rep0@example.com,2026-04-01,2026-03-31,1,USD\n", 2, "before period_start"),
+        ("rep0@example.com,2026-01-01,2026-03-31,1,GBP\n", 2, "currency 'GBP' has no rate"),
+        (
+            "rep1@example.com,2026-01-01,2026-03-31,1,USD\nrep0@example.com,2026-01-01,2026-02-30,1,USD\n",
+            3,
+            "period_end '2026-02-30' is not a date",
+        ),
+    ],
+)
+def test_bad_line_is_named_and_nothing_changes(
+    with_reps: Engine, tmp_path: Path, body: str, line: int, expected: str
+) -> None:
+    with with_reps.begin() as conn:
+        load_quota_file(conn, write(tmp_path, "rep2@example.com,2025-01-01,2025-12-31,9,USD\n"), COMPANY, NOW)
+    path = write(tmp_path, body)
+    with pytest.raises(QuotaFileError) as info, with_reps.begin() as conn:
+        load_quota_file(conn, path, COMPANY, NOW)
+    assert f"quotas.csv:{line}:" in str(info.value)
+    assert expected in str(info.value)
+    with with_reps.connect() as conn:
+        assert conn.execute(select(quotas.c.rep_id)).scalars().all() == ["salesforce:0052"]
+
+
+def test_all_problems_are_reported_at_once(with_reps: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "x@example.com,2026-01-01,2026-03-31,1,USD\nrep0@example.com,2026-01-01,2026-03-31,z,USD\n")
+    with pytest.raises(QuotaFileError) as info, with_reps.connect() as conn:
+        load_quota_file(conn, path, COMPANY, NOW)
+    assert [n for n, _ in info.value.problems] == [2, 3]
+    assert "line 3: amount 'z'" in str(info.value)
+
+
+@pytest.mark.parametrize("header", ["email,period_start,period_end,amount,currency\n", "rep_email,start,end,amount\n"])
+def test_wrong_header_says_what_is_expected(with_reps: Engine, tmp_path: Path, header: str) -> None:
+    with pytest.raises(ConfigError) as info, with_reps.connect() as conn:
+        load_quota_file(conn, write(tmp_path, "", header), COMPANY, NOW)
+    assert "quotas.csv:1:" in str(info.value)
+    assert "expected rep_email,period_start,period_end,amount,currency" in str(info.value)
