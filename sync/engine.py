@@ -1,0 +1,287 @@
+"""The sync engine: run each stream of a connector from its stored cursor into the warehouse.
+
+Per page, in one transaction: upsert the valid rows, quarantine the rejected ones (and
+release those that came back valid), soft-delete what the CRM deleted, and store the
+advanced cursor. A crash at any instant leaves the warehouse and cursor consistent: the
+next run re-reads from the last committed cursor and upserts are idempotent, so nothing
+is lost and nothing is counted twice.
+
+A stream that fails keeps its cursor and is reported in ``sync_runs``; streams that need
+its data (deals need reps and stages) are skipped in that run rather than quarantining
+everything for a missing owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+
+from connectors.base import Connector, Deleted, Rejected, Stream, StreamContext
+from models.clock import Clock
+from models.errors import FatalError, RetriableError
+from models.records import Record
+from models.settings import Settings
+from models.tables import activities, opportunities, quarantine, stage_changes, sync_runs, sync_state
+from sync.cursor import Cursor, advance, is_boundary_duplicate, lower_bound
+from sync.lock import heartbeat, source_lock
+from sync.prefetch import prefetch
+from sync.progress import LogProgress, Progress
+from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
+from sync.writer import mark_deleted, quarantine_records, release_from_quarantine, save_cursor, upsert
+
+log = logging.getLogger("salespulse.sync")
+
+# Streams whose records reference rows another stream provides.
+DEPENDS_ON = {"opportunities": ("reps", "stages"), "leads": ("reps",), "quotas": ("reps",)}
+
+
+@dataclass
+class StreamResult:
+    source: str
+    stream: str
+    status: str  # ok | failed | skipped
+    read: int = 0
+    written: int = 0
+    quarantined: int = 0
+    deleted: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        text = (
+            f"status={self.status} read={self.read} written={self.written} "
+            f"quarantined={self.quarantined} deleted={self.deleted} duration={self.duration_s:.1f}s"
+        )
+        return f"{text} error={self.error!r}" if self.error else text
+
+
+class SyncEngine:
+    def __init__(self, engine: Engine, settings: Settings, clock: Clock, progress: Progress | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.progress = progress or LogProgress()
+
+    def sync_source(self, connector: Connector, *, full: bool = False) -> list[StreamResult]:
+        source = connector.source
+        results: list[StreamResult] = []
+        with source_lock(self.engine, source, self.clock, self.settings.sync.lock_timeout_s) as holder:
+            started_at = self.clock()
+            failed: set[str] = set()
+            for stream in connector.streams():
+                missing = [d for d in DEPENDS_ON.get(stream.target, ()) if d in failed]
+                if missing:
+                    result = self._skipped(source, stream, f"skipped: {', '.join(missing)} failed in this run")
+                else:
+                    result = self._run_stream(source, stream, holder, started_at, full=full)
+                if result.status != "ok":
+                    failed.add(stream.target)
+                results.append(result)
+            self._derive(source, started_at)
+        return results
+
+    # -- one stream ----------------------------------------------------------------
+    def _run_stream(
+        self, source: str, stream: Stream, holder: str, sync_started: datetime, *, full: bool
+    ) -> StreamResult:
+        spec = STREAM_TABLES[stream.target]
+        result = StreamResult(source, stream.name, "running")
+        t0 = time.monotonic()
+        stream_started = self.clock()
+        with self.engine.begin() as conn:
+            stored = Cursor.from_json(
+                conn.execute(
+                    select(sync_state.c.cursor).where(sync_state.c.source == source, sync_state.c.stream == stream.name)
+                ).scalar_one_or_none()
+            )
+            run_id = conn.execute(
+                insert(sync_runs).values(
+                    source=source,
+                    stream=stream.name,
+                    full=full,
+                    status="running",
+                    started_at=stream_started,
+                    cursor_before=stored.to_json(),
+                )
+            ).inserted_primary_key[0]
+            lookups = Lookups.load(conn, source, self.settings.company)
+            in_quarantine = set(
+                conn.execute(
+                    select(quarantine.c.external_id).where(
+                        quarantine.c.source == source, quarantine.c.stream == stream.name
+                    )
+                ).scalars()
+            )
+        cursor = Cursor() if full else stored
+        since = None if full else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
+        context = StreamContext(since=since, started_at=sync_started)
+        self.progress.start(source, stream.name)
+        try:
+            for page in prefetch(stream.get_pages(context)):
+                cursor = self._write_page(
+                    source, stream, spec, page, cursor, lookups, in_quarantine, holder, sync_started, result
+                )
+                self.progress.advance(len(page))
+            if full and spec.deletable:
+                result.deleted += self._delete_unseen(source, stream, spec, stream_started)
+            result.status = "ok"
+        except (FatalError, RetriableError) as exc:
+            result.status = "failed"
+            result.error = str(exc)
+        result.duration_s = time.monotonic() - t0
+        self._finish_run(run_id, result, cursor)
+        self.progress.finish(result.summary)
+        level = logging.INFO if result.status == "ok" else logging.ERROR
+        log.log(level, "source=%s stream=%s %s", source, stream.name, result.summary)
+        return result
+
+    def _write_page(
+        self,
+        source: str,
+        stream: Stream,
+        spec: StreamTable,
+        page: list[Any],
+        cursor: Cursor,
+        lookups: Lookups,
+        in_quarantine: set[str],
+        holder: str,
+        sync_started: datetime,
+        result: StreamResult,
+    ) -> Cursor:
+        now = self.clock()
+        rows: dict[Any, dict[str, Any]] = {}
+        valid_ids: list[str] = []
+        rejected: list[Rejected] = []
+        deletions: list[tuple[str, datetime]] = []
+        seen: list[tuple[str, datetime | None]] = []
+        for item in page:
+            value = item.updated_at if isinstance(item, Record) else item.replication_value
+            seen.append((item.external_id, value))
+            if is_boundary_duplicate(cursor, item.external_id, value):
+                continue
+            result.read += 1
+            if isinstance(item, Deleted):
+                deletions.append((warehouse_id(source, item.external_id), item.deleted_at))
+            elif isinstance(item, Rejected):
+                rejected.append(item)
+            else:
+                try:
+                    row = to_row(spec, item, lookups, now)
+                except Unusable as exc:
+                    rejected.append(Rejected(item.external_id, item.model_dump(mode="json"), exc.message, value))
+                    continue
+                # One statement must not touch a row twice (PostgreSQL refuses): keep the last version.
+                rows[tuple(row[c] for c in spec.conflict)] = row
+                valid_ids.append(item.external_id)
+        with self.engine.begin() as conn:
+            upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns)
+            quarantine_records(conn, source, stream.name, rejected, now)
+            back = in_quarantine.intersection(valid_ids)
+            release_from_quarantine(conn, source, stream.name, back)
+            if spec.deletable:
+                result.deleted += mark_deleted(conn, spec.table, deletions, now)
+            cursor = advance(cursor, seen, sync_started)
+            save_cursor(conn, source, stream.name, cursor.to_json(), now)
+            heartbeat(conn, source, holder, self.clock)
+        in_quarantine.difference_update(back)
+        in_quarantine.update(r.external_id for r in rejected)
+        result.written += len(rows)
+        result.quarantined += len(rejected)
+        return cursor
+
+    def _delete_unseen(self, source: str, stream: Stream, spec: StreamTable, stream_started: datetime) -> int:
+        """After a complete --full read: rows of this stream not seen in it were deleted in the CRM."""
+        table = spec.table
+        still_quarantined = select(quarantine.c.external_id).where(
+            quarantine.c.source == source, quarantine.c.stream == stream.name
+        )
+        conditions = [
+            table.c.source == source,
+            table.c.deleted_at.is_(None),
+            table.c.synced_at < stream_started,
+            table.c.external_id.not_in(still_quarantined),
+        ]
+        for column, values in stream.scope.items():
+            conditions.append(table.c[column].in_(values))
+        now = self.clock()
+        with self.engine.begin() as conn:
+            return conn.execute(update(table).where(and_(*conditions)).values(deleted_at=now)).rowcount or 0
+
+    def _skipped(self, source: str, stream: Stream, reason: str) -> StreamResult:
+        result = StreamResult(source, stream.name, "skipped", error=reason)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(sync_runs).values(
+                    source=source,
+                    stream=stream.name,
+                    full=False,
+                    status="skipped",
+                    started_at=now,
+                    finished_at=now,
+                    duration_s=0.0,
+                    error=reason,
+                )
+            )
+        log.error("source=%s stream=%s %s", source, stream.name, result.summary)
+        return result
+
+    def _finish_run(self, run_id: int, result: StreamResult, cursor: Cursor) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sync_runs)
+                .where(sync_runs.c.id == run_id)
+                .values(
+                    status=result.status,
+                    finished_at=self.clock(),
+                    records_read=result.read,
+                    records_written=result.written,
+                    records_quarantined=result.quarantined,
+                    records_deleted=result.deleted,
+                    duration_s=round(result.duration_s, 3),
+                    cursor_after=cursor.to_json(),
+                    error=result.error,
+                )
+            )
+
+    # -- derived columns -------------------------------------------------------------
+    def _derive(self, source: str, since: datetime) -> None:
+        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row (the rule queries need them fast)."""
+        with self.engine.begin() as conn:
+            _derive_stage_entered(conn, source)
+            _derive_last_activity(conn, source, since)
+
+
+def _derive_stage_entered(conn: Connection, source: str) -> None:
+    o, sc = opportunities, stage_changes
+    entered = (
+        select(func.max(sc.c.changed_at))
+        .where(sc.c.opportunity_id == o.c.id, sc.c.to_stage == o.c.stage)
+        .scalar_subquery()
+    )
+    conn.execute(
+        update(o)
+        .where(o.c.source == source, o.c.stage_entered_at.is_(None))
+        .values(stage_entered_at=func.coalesce(entered, o.c.created_at))
+    )
+
+
+def _derive_last_activity(conn: Connection, source: str, since: datetime) -> None:
+    o, a = opportunities, activities
+    latest = (
+        select(func.max(a.c.occurred_at))
+        .where(a.c.opportunity_id == o.c.id, a.c.deleted_at.is_(None))
+        .scalar_subquery()
+    )
+    touched = select(a.c.opportunity_id).where(a.c.source == source, a.c.synced_at >= since)
+    conn.execute(
+        update(o)
+        .where(o.c.source == source, (o.c.synced_at >= since) | o.c.id.in_(touched))
+        .values(last_activity_at=func.coalesce(latest, o.c.last_activity_at))
+    )

@@ -1,0 +1,275 @@
+"""The sync engine over a scripted connector, on SQLite and PostgreSQL.
+
+The connector here is a test double of the Stream interface (pages from a list, an
+error at a chosen page); the real connectors are tested against the sandbox servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from connectors.base import Connector, Deleted, Item, Stream, StreamContext
+from connectors.errors import StreamFailed
+from models.clock import FixedClock
+from models.records import OpportunityRecord, RepRecord, StageChangeRecord, StageRecord
+from models.settings import CompanySettings, Settings
+from models.tables import opportunities, quarantine, reps, stage_changes, sync_locks, sync_runs, sync_state
+from sync.cursor import Cursor
+from sync.engine import SyncEngine
+from sync.lock import SyncLocked
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def rep(i: int, minute: int = 0) -> RepRecord:
+    return RepRecord(external_id=f"u{i}", name=f"Rep {i}", email=f"r{i}@x.com", updated_at=at(minute))
+
+
+def stage(name: str, order: int, closed: bool = False, won: bool = False) -> StageRecord:
+    return StageRecord(
+        external_id=f"s-{name}",
+        pipeline="default",
+        api_name=name,
+        label=name,
+        sort_order=order,
+        probability=0.1 * order,
+        is_closed=closed,
+        is_won=won,
+        updated_at=at(0),
+    )
+
+
+def deal(
+    i: int,
+    minute: int,
+    *,
+    owner: str = "u1",
+    stage_name: str = "Prospecting",
+    currency: str = "USD",
+    amount: str = "1000",
+) -> OpportunityRecord:
+    return OpportunityRecord(
+        external_id=f"d{i}",
+        name=f"Deal {i}",
+        owner_id=owner,
+        amount=Decimal(amount),
+        currency=currency,
+        pipeline="default",
+        stage=stage_name,
+        is_closed=False,
+        is_won=False,
+        created_at=at(0),
+        close_date=date(2026, 6, 30),
+        updated_at=at(minute),
+    )
+
+
+class ListStream(Stream):
+    """Serves scripted pages; ``fail_at`` raises instead of yielding that page."""
+
+    primary_key = "Id"
+    replication_key = "SystemModstamp"
+
+    def __init__(self, name: str, pages: list[list[Item]], fail_at: int | None = None) -> None:
+        self.name = name  # type: ignore[misc]
+        self.target = name  # type: ignore[misc]
+        self.record_model = OpportunityRecord  # type: ignore[misc]
+        self.pages = pages
+        self.fail_at = fail_at
+        self.contexts: list[StreamContext] = []
+
+    def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:
+        self.contexts.append(context)
+        for n, page in enumerate(self.pages):
+            if n == self.fail_at:
+                raise StreamFailed("scripted failure", stream=self.name)
+            value = lambda item: getattr(item, "updated_at", None) or item.replication_value  # noqa: E731
+            yield [i for i in page if context.since is None or value(i) >= context.since]
+
+
+class ScriptedConnector(Connector):
+    source = "salesforce"
+    streams_: ClassVar[list[Stream]]
+
+    def __init__(self, *streams: Stream) -> None:
+        self._streams = list(streams)
+
+    def streams(self) -> list[Stream]:
+        return self._streams
+
+
+@pytest.fixture
+def settings() -> Settings:
+    s = Settings()
+    s.company = CompanySettings(fx_rates={"EUR": Decimal("1.10")})
+    s.sync.lookback_s = 0
+    return s
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(at(120))
+
+
+def base_streams(deal_pages: list[list[Item]], fail_at: int | None = None) -> list[Stream]:
+    return [
+        ListStream("reps", [[rep(1), rep(2)]]),
+        ListStream("stages", [[stage("Prospecting", 1), stage("Proposal", 2), stage("Closed Won", 3, True, True)]]),
+        ListStream("opportunities", deal_pages, fail_at=fail_at),
+    ]
+
+
+def count(engine: Engine, table: Any, *where: Any) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def test_pages_land_with_ids_references_and_reporting_amounts(warehouse: Engine, settings: Settings, clock) -> None:
+    streams = base_streams([[deal(1, 5), deal(2, 6, currency="EUR", amount="200")], [deal(3, 7, owner="u2")]])
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
+    assert [(r.stream, r.status, r.written) for r in results] == [
+        ("reps", "ok", 2),
+        ("stages", "ok", 3),
+        ("opportunities", "ok", 3),
+    ]
+    with warehouse.connect() as conn:
+        row = conn.execute(select(opportunities).where(opportunities.c.id == "salesforce:d2")).mappings().one()
+        assert row["owner_id"] == "salesforce:u1"
+        assert row["stage_id"] == "salesforce:s-Prospecting"
+        assert row["amount_reporting"] == Decimal("220.00")
+        assert row["probability"] == pytest.approx(0.1)
+        assert row["stage_entered_at"] == at(0)  # no stage change known: since creation
+        cursor = conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
+    assert Cursor.from_json(cursor) == Cursor(at(7), frozenset({"d3"}))
+
+
+def test_unusable_records_are_quarantined_and_the_page_still_lands(
+    warehouse: Engine, settings: Settings, clock
+) -> None:
+    page = [deal(1, 5, owner="ghost"), deal(2, 5, stage_name="Imaginary"), deal(3, 5, currency="CHF"), deal(4, 5)]
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([page])))
+    with warehouse.connect() as conn:
+        reasons = dict(conn.execute(select(quarantine.c.external_id, quarantine.c.reason)).all())
+        assert conn.execute(select(opportunities.c.external_id)).scalars().all() == ["d4"]
+    assert "owner ghost is not a known salesforce rep" in reasons["d1"]
+    assert "stage 'Imaginary' is not a stage" in reasons["d2"]
+    assert "no exchange rate for CHF" in reasons["d3"]
+
+
+def test_a_quarantined_record_that_comes_back_valid_leaves_quarantine(
+    warehouse: Engine, settings: Settings, clock
+) -> None:
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 5, owner="ghost")]])))
+    assert count(warehouse, quarantine) == 1
+    clock.advance(timedelta(minutes=10))
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 9)]])))
+    assert count(warehouse, quarantine) == 0
+    assert count(warehouse, opportunities) == 1
+
+
+def test_failure_mid_stream_keeps_the_last_committed_cursor(warehouse: Engine, settings: Settings, clock) -> None:
+    pages = [[deal(1, 5)], [deal(2, 6)], [deal(3, 7)]]
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams(pages, fail_at=2)))
+    assert results[-1].status == "failed"
+    assert "scripted failure" in results[-1].error
+    with warehouse.connect() as conn:
+        cursor = conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
+        run = conn.execute(select(sync_runs).where(sync_runs.c.stream == "opportunities")).mappings().one()
+    assert Cursor.from_json(cursor).value == at(6)
+    assert run["status"] == "failed"
+    assert run["records_written"] == 2
+    # The next run resumes from the cursor (inclusive) and gets the rest.
+    streams = base_streams(pages)
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
+    assert streams[2].contexts[0].since == at(6)
+    assert count(warehouse, opportunities) == 3
+
+
+def test_boundary_records_are_not_counted_twice(warehouse: Engine, settings: Settings, clock) -> None:
+    pages = [[deal(1, 5), deal(2, 5)], [deal(3, 5)]]
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams(pages)))
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams(pages)))
+    assert results[-1].read == 0
+    assert count(warehouse, opportunities) == 3
+
+
+def test_deletions_soft_delete(warehouse: Engine, settings: Settings, clock) -> None:
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 5), deal(2, 5)]])))
+    gone = Deleted("d1", deleted_at=at(50), replication_value=at(50))
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[gone]])))
+    assert results[-1].deleted == 1
+    with warehouse.connect() as conn:
+        rows = dict(conn.execute(select(opportunities.c.external_id, opportunities.c.deleted_at)).all())
+    assert rows == {"d1": at(50), "d2": None}
+
+
+def test_full_sync_marks_vanished_rows_deleted(warehouse: Engine, settings: Settings, clock) -> None:
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 5), deal(2, 5)]])))
+    clock.advance(timedelta(minutes=1))
+    results = SyncEngine(warehouse, settings, clock).sync_source(
+        ScriptedConnector(*base_streams([[deal(2, 5)]])), full=True
+    )
+    assert results[-1].deleted == 1
+    assert count(warehouse, opportunities, opportunities.c.deleted_at.is_not(None)) == 1
+    assert count(warehouse, reps, reps.c.deleted_at.is_not(None)) == 0
+
+
+def test_dependent_streams_are_skipped_when_reps_fail(warehouse: Engine, settings: Settings, clock) -> None:
+    streams = base_streams([[deal(1, 5)]])
+    streams[0] = ListStream("reps", [[rep(1)]], fail_at=0)
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
+    assert [r.status for r in results] == ["failed", "ok", "skipped"]
+    assert count(warehouse, quarantine) == 0
+
+
+def test_stage_entered_at_comes_from_the_last_move_into_the_current_stage(
+    warehouse: Engine, settings: Settings, clock
+) -> None:
+    moves = [
+        StageChangeRecord(
+            external_id="h1",
+            opportunity_id="d1",
+            from_stage=None,
+            to_stage="Prospecting",
+            changed_at=at(1),
+            updated_at=at(1),
+        ),
+        StageChangeRecord(
+            external_id="h2",
+            opportunity_id="d1",
+            from_stage="Prospecting",
+            to_stage="Proposal",
+            changed_at=at(4),
+            updated_at=at(4),
+        ),
+    ]
+    streams = [*base_streams([[deal(1, 5, stage_name="Proposal")]]), ListStream("stage_changes", [moves])]
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
+    with warehouse.connect() as conn:
+        assert conn.execute(select(opportunities.c.stage_entered_at)).scalar_one() == at(4)
+        assert conn.execute(select(func.count()).select_from(stage_changes)).scalar_one() == 2
+
+
+def test_only_one_sync_per_source(warehouse: Engine, settings: Settings, clock) -> None:
+    with warehouse.begin() as conn:
+        conn.execute(
+            insert(sync_locks).values(
+                source="salesforce", holder="otherhost:1", acquired_at=at(119), heartbeat_at=at(119)
+            )
+        )
+    with pytest.raises(SyncLocked, match="another sync of salesforce is running"):
+        SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 5)]])))
+    clock.advance(timedelta(seconds=settings.sync.lock_timeout_s + 1))
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 5)]])))
+    assert results[-1].status == "ok"
+    assert count(warehouse, sync_locks) == 0
