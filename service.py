@@ -169,6 +169,41 @@ def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.registry import build_connector, enabled_sources
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from sync.engine import SyncEngine
+    from sync.progress import progress_for_terminal
+    from sync.quota_file import load_quota_file
+
+    sources = enabled_sources(settings, args.source)
+    engine = open_warehouse(settings.database.url)
+    progress = progress_for_terminal()
+    sync_engine = SyncEngine(engine, settings, utc_now, progress)
+    failures: list[str] = []
+    try:
+        for name in sources:
+            connector = build_connector(name, settings)
+            try:
+                results = sync_engine.sync_source(connector, full=args.full)
+            finally:
+                connector.close()
+            failures += [f"{r.source}/{r.stream}: {r.error}" for r in results if r.status != "ok"]
+    finally:
+        close = getattr(progress, "close", None)
+        if close:
+            close()
+    if settings.quotas.path is not None:
+        with engine.begin() as conn:
+            n = load_quota_file(conn, settings.quotas.path, settings.company, utc_now())
+        log.info("quota file %s: stored %d quota line(s)", settings.quotas.path, n)
+    if failures:
+        print(f"error: {len(failures)} stream(s) did not complete: " + " | ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
 def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
     def run(_args: argparse.Namespace, _settings: Settings) -> int:
         print(f"error: '{name}' {NOT_BUILT}", file=sys.stderr)
@@ -179,7 +214,7 @@ def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "demo": _not_built("demo"),
-    "sync": _not_built("sync"),
+    "sync": cmd_sync,
     "check": _not_built("check"),
     "run": _not_built("run"),
     "sandbox": _not_built("sandbox"),
