@@ -42,4 +42,4 @@ def build_connector(name: str, settings: Settings, policy: RetryPolicy | None = 
         return SalesforceConnector(settings.salesforce, policy, reporting_currency=settings.company.reporting_currency)
     from connectors.hubspot import HubSpotConnector
 
-    return HubSpotConnector(settings.hubspot, policy)
+    return HubSpotConnector(settings.hubspot, policy, default_currency=settings.company.reporting_currency)
