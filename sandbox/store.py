@@ -163,8 +163,7 @@ class Store:
     # -- metadata ----------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:
         self.connect().execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
 
