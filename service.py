@@ -18,6 +18,7 @@ from models.settings import Settings, load_settings
 
 log = logging.getLogger("salespulse")
 
+VAR = Path(__file__).resolve().parent / "var"
 NOT_BUILT = "is not built yet (see the open issues); nothing was done"
 
 
@@ -204,6 +205,68 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _start_sandbox(scale: str, seed: int, workdir: Path):
+    from sandbox.company import SCALES
+    from sandbox.runner import Sandbox
+
+    return Sandbox(workdir, scale=SCALES[scale], seed=seed).start()
+
+
+def cmd_sandbox(args: argparse.Namespace, _settings: Settings) -> int:
+    import signal
+    import threading
+
+    print(f"generating or reusing the {args.scale} company (seed {args.seed}) ...", file=sys.stderr, flush=True)
+    box = _start_sandbox(args.scale, args.seed, VAR / "sandbox")
+    print("# fake Salesforce, HubSpot and Slack are up; point salespulse at them with:")
+    for name, value in box.env().items():
+        print(f"export {name}='{value}'")
+    print(f"# ground truth of planted problems: {box.company_dir / 'ground_truth.json'}")
+    print("# Ctrl-C (or SIGTERM) stops the servers", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    box.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
+    import os
+
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from models.inventory import warehouse_status
+
+    workdir = VAR / "demo"
+    print("starting the sandbox: a generated company in fake Salesforce and HubSpot, and a fake Slack ...", flush=True)
+    box = _start_sandbox("small", 1, VAR / "sandbox")
+    try:
+        db = workdir / "warehouse.db"
+        for stale in workdir.glob("warehouse.db*"):
+            stale.unlink()
+        os.environ.update(box.env())
+        os.environ["SALESPULSE_DATABASE__URL"] = f"sqlite:///{db}"
+        demo_settings = load_settings(args.config)
+        print(f"syncing both CRMs into {db} ...", flush=True)
+        code = cmd_sync(argparse.Namespace(source=None, full=False), demo_settings)
+        status = warehouse_status(open_warehouse(demo_settings.database.url))
+        print("\nwarehouse after the sync:")
+        for name in ("reps", "stages", "leads", "opportunities", "stage_changes", "activities", "quotas", "quarantine"):
+            print(f"  {name:<16} {status.row_counts[name]:>8,}")
+        print(
+            f"\nplanted problems to find: {', '.join(sorted(box.truth.problems))} "
+            f"(ground truth: {box.company_dir / 'ground_truth.json'})"
+        )
+        print("rule checks and Slack alerts are not built yet; nothing was posted to Slack.")
+        print(f"demo finished at {utc_now():%Y-%m-%d %H:%M:%S}Z")
+        return code
+    finally:
+        box.stop()
+
+
 def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
     def run(_args: argparse.Namespace, _settings: Settings) -> int:
         print(f"error: '{name}' {NOT_BUILT}", file=sys.stderr)
@@ -213,11 +276,11 @@ def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
-    "demo": _not_built("demo"),
+    "demo": cmd_demo,
     "sync": cmd_sync,
     "check": _not_built("check"),
     "run": _not_built("run"),
-    "sandbox": _not_built("sandbox"),
+    "sandbox": cmd_sandbox,
     "status": cmd_status,
     "rules": _not_built("rules"),
     "alerts": _not_built("alerts"),

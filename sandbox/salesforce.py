@@ -228,6 +228,7 @@ OBJECTS: tuple[SObject, ...] = (
             _ref("WhatId", "deal_id", "Opportunity"),
             _ref("WhoId", "lead_id", "Lead"),
             SField("ActivityDate", "date", "substr({t}.occurred_at, 1, 10)"),
+            SField("CompletedDateTime", "datetime", "{t}.occurred_at"),
             *_stamps(),
         ),
         _OWNER,

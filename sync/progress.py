@@ -17,7 +17,7 @@ class Progress(Protocol):
 
 
 class LogProgress:
-    """One structured line per stream start/end, and every ``every_s`` seconds in between."""
+    """One structured line per stream start, and every ``every_s`` seconds while it runs."""
 
     def __init__(self, every_s: float = 10.0) -> None:
         self.every_s = every_s
@@ -40,7 +40,7 @@ class LogProgress:
             log.info("%s event=progress records=%d rate=%.0f/s", self._label, self._count, rate)
 
     def finish(self, summary: str) -> None:
-        log.info("%s event=end %s", self._label, summary)
+        """The engine logs the stream's outcome itself."""
 
 
 class BarProgress:

@@ -1,0 +1,113 @@
+"""Start the whole sandbox: a generated company and the three fake servers on loopback.
+
+Used by ``python service.py sandbox`` and ``demo``, by the tests and the benchmarks. The
+company is generated once per (scale, seed, anchor) into ``workdir`` and reused after,
+so a second start of a large sandbox costs seconds, not minutes. Each start makes a new
+throw-away CA (``workdir/ca.pem``) and new random tokens.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import ssl
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import trustme
+
+from models.clock import Clock, utc_now
+from sandbox.company import SCALES, GroundTruth, Scale, generate
+from sandbox.hubspot import FakeHubSpot
+from sandbox.salesforce import FakeSalesforce
+from sandbox.slack import FakeSlack
+from sandbox.store import Store
+
+
+def _tls(workdir: Path) -> tuple[ssl.SSLContext, Path]:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    pem = workdir / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    return context, pem
+
+
+@dataclass
+class Sandbox:
+    workdir: Path
+    scale: Scale = SCALES["small"]
+    seed: int = 1
+    anchor: date | None = None
+    problems: set[str] | None = None
+    clock: Clock = utc_now
+    store: Store = field(init=False)
+    truth: GroundTruth = field(init=False)
+    salesforce: FakeSalesforce = field(init=False)
+    hubspot: FakeHubSpot = field(init=False)
+    slack: FakeSlack = field(init=False)
+    ca_pem: Path = field(init=False)
+    tokens: dict[str, str] = field(init=False)
+
+    def start(self) -> Sandbox:
+        anchor = self.anchor or self.clock().date()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        company = self.workdir / f"company-{self.scale.name}-{self.seed}-{anchor.isoformat()}"
+        if not (company / "ground_truth.json").exists():
+            shutil.rmtree(company, ignore_errors=True)
+            company.mkdir(parents=True)
+            generate(
+                Store(company / "company.sqlite"),
+                company,
+                scale=self.scale,
+                seed=self.seed,
+                anchor=anchor,
+                problems=self.problems,
+            )
+        self.company_dir = company
+        self.store = Store(company / "company.sqlite", clock=self.clock)
+        self.truth = GroundTruth.load(company / "ground_truth.json")
+        context, self.ca_pem = _tls(self.workdir)
+        self.tokens = {
+            "salesforce": "00D" + secrets.token_hex(12),
+            "hubspot": "pat-sandbox-" + secrets.token_hex(12),
+            "slack": "xoxb-sandbox-" + secrets.token_hex(12),
+        }
+        self.salesforce = FakeSalesforce(self.store, session_id=self.tokens["salesforce"], ssl_context=context).start()
+        self.hubspot = FakeHubSpot(self.store, access_token=self.tokens["hubspot"]).start()
+        self.slack = FakeSlack(token=self.tokens["slack"]).start()
+        return self
+
+    def stop(self) -> None:
+        for server in (self.salesforce, self.hubspot, self.slack):
+            server.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def quota_file(self) -> Path:
+        return self.company_dir / "quotas.csv"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points salespulse at this sandbox (tokens included: they are throw-away)."""
+        env = {
+            "SALESPULSE_SALESFORCE__ENABLED": "true",
+            "SALESPULSE_SALESFORCE__INSTANCE_URL": self.salesforce.base_url,
+            "SALESPULSE_SALESFORCE__SESSION_ID": self.tokens["salesforce"],
+            "SALESPULSE_SALESFORCE__CA_BUNDLE": str(self.ca_pem),
+            "SALESPULSE_HUBSPOT__ENABLED": "true",
+            "SALESPULSE_HUBSPOT__BASE_URL": self.hubspot.base_url,
+            "SALESPULSE_HUBSPOT__ACCESS_TOKEN": self.tokens["hubspot"],
+            "SALESPULSE_HUBSPOT__PORTAL_ID": "900001",
+            "SALESPULSE_SLACK__BASE_URL": self.slack.base_url + "/api/",
+            "SALESPULSE_SLACK__TOKEN": self.tokens["slack"],
+            "SALESPULSE_QUOTAS__PATH": str(self.quota_file),
+        }
+        for code, rate in sorted(self.truth.generator["fx_rates"].items()):
+            env[f"SALESPULSE_COMPANY__FX_RATES__{code}"] = str(rate)
+        return env
