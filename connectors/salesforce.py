@@ -52,6 +52,7 @@ from models.settings import SalesforceSettings
 log = logging.getLogger("salespulse.connectors.salesforce")
 
 SOURCE = "salesforce"
+MAX_QUERY_RESTARTS = 3
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -63,6 +64,12 @@ def parse_datetime(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _related(raw: dict[str, Any], field: str, prefix: str) -> str | None:
+    """A polymorphic lookup (WhatId / WhoId) when it points at the object with this key prefix."""
+    value = raw.get(field)
+    return value if isinstance(value, str) and value.startswith(prefix) else None
 
 
 def _soql_datetime(moment: datetime) -> str:
@@ -77,6 +84,10 @@ def _midnight(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+class QueryLocatorLost(StreamFailed):
+    """The server-side cursor of a query is gone (expired, or consumed by a lost answer)."""
 
 
 class SalesforceClient:
@@ -175,6 +186,8 @@ def _translate(fn: Callable[[], Any], what: str) -> Any:
             f"Salesforce refused the request (403): {_error_code(exc)}; check the user's permissions", request=what
         ) from None
     except SalesforceMalformedRequest as exc:
+        if "INVALID_QUERY_LOCATOR" in str(exc.content):
+            raise QueryLocatorLost("Salesforce no longer knows the query's next page", request=what) from None
         raise StreamFailed(f"Salesforce rejected the query: {_error_code(exc)}", request=what) from None
     except SalesforceError as exc:
         if exc.status >= 500:
@@ -205,21 +218,40 @@ class SalesforceStream(Stream):
         self.client = client
         self.instance_url = instance_url.rstrip("/")
 
-    def soql(self, context: StreamContext) -> str:
+    def soql(self, since: datetime | None) -> str:
         fields = list(self.fields)
         if self.deletable:
             fields.append("IsDeleted")
         if self.replication_key not in fields:
             fields.append(self.replication_key)
         conditions = [self.where] if self.where else []
-        if context.since is not None:
-            conditions.append(f"{self.replication_key} >= {_soql_datetime(context.since)}")
+        if since is not None:
+            conditions.append(f"{self.replication_key} >= {_soql_datetime(since)}")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return f"SELECT {', '.join(fields)} FROM {self.sobject}{where} ORDER BY {self.replication_key}, Id"
 
     def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:
-        for raw_page in self.client.pages(self.soql(context), f"{self.name} query"):
-            yield [self._item(raw, context) for raw in raw_page]
+        """Pages of the query; if its cursor is lost mid-way, query again from the last value read.
+
+        Re-reading from that value (inclusive) may repeat a few records; the engine's
+        upserts make that harmless, while giving up would leave the stream behind.
+        """
+        since, restarts = context.since, 0
+        while True:
+            last: datetime | None = None
+            try:
+                for raw_page in self.client.pages(self.soql(since), f"{self.name} query"):
+                    if raw_page:
+                        last = parse_datetime(raw_page[-1].get(self.replication_key)) or last
+                    yield [self._item(raw, context) for raw in raw_page]
+            except QueryLocatorLost:
+                if last is None or restarts >= MAX_QUERY_RESTARTS:
+                    raise
+                restarts += 1
+                log.warning("stream=%s query cursor lost; querying again from %s", self.name, last.isoformat())
+                since = last
+            else:
+                return
 
     def _item(self, raw: dict[str, Any], context: StreamContext) -> Item:
         external_id = str(raw.get("Id") or "")
@@ -309,7 +341,8 @@ class LeadsStream(SalesforceStream):
             "name": raw.get("Name"),
             "company": raw.get("Company"),
             "email": raw.get("Email"),
-            "owner_id": raw.get("OwnerId"),
+            # A lead waiting in a queue (owner id 00G...) is nobody's yet.
+            "owner_id": _related(raw, "OwnerId", "005"),
             "status": status,
             "lead_source": raw.get("LeadSource"),
             "is_qualified": bool(converted) or status in ("Qualified", "Converted"),
@@ -397,12 +430,6 @@ class CloseDateChangesStream(_FieldHistoryStream):
             "new_date": raw.get("NewValue"),
             "changed_at": raw.get("CreatedDate"),
         }
-
-
-def _related(raw: dict[str, Any], field: str, prefix: str) -> str | None:
-    """A polymorphic lookup (WhatId / WhoId) when it points at the object with this key prefix."""
-    value = raw.get(field)
-    return value if isinstance(value, str) and value.startswith(prefix) else None
 
 
 class TasksStream(SalesforceStream):

@@ -137,6 +137,12 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
             row[ref] = warehouse_id(source, row[ref])
     if spec.table is opportunities:
         _opportunity(row, lookups)
+    elif spec.table is leads and row["owner_id"] is not None and row["owner_id"] not in lookups.rep_ids:
+        crm_id = row["owner_id"].split(":", 1)[1]
+        raise Unusable(
+            f"owner {crm_id} is not a known {source} rep, so the lead would skew lead-distribution checks; "
+            f"fix the owner in {source} (or check that the reps stream synced)"
+        )
     elif spec.table is quotas:
         if row["rep_id"] not in lookups.rep_ids:
             raise Unusable(f"quota owner {record.rep_id} is not a known {source} rep")

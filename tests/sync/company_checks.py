@@ -1,0 +1,107 @@
+"""Comparing the warehouse with the sandbox company it was synced from.
+
+For each table, both sides are reduced to the same plain tuples (ids, references,
+amounts to the cent, dates, instants to the millisecond), so "the warehouse equals the
+company" is a set comparison plus a checksum that a test can print.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from sandbox.company import GroundTruth
+from sandbox.store import Store
+
+
+def _instant(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+
+
+def _money(value: Any) -> str:
+    return str(Decimal(str(value)).quantize(Decimal("0.01")))
+
+
+def _day(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, date) else str(value)[:10]
+
+
+# Per table: the store query (crm-native ids) and the warehouse query (external ids),
+# each giving rows already in the same column order.
+CHECKS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
+    "opportunities": (
+        "SELECT id, owner_id, amount, currency, stage_id, close_date, is_closed, is_won, deleted_at IS NOT NULL"
+        " FROM deals WHERE crm = :crm",
+        "SELECT external_id, owner_id, amount, currency, stage, close_date, is_closed, is_won,"
+        " deleted_at IS NOT NULL FROM opportunities WHERE source = :crm",
+        (str, "ref", _money, str, str, _day, bool, bool, bool),
+    ),
+    "leads": (
+        "SELECT id, owner_id, is_converted, deleted_at IS NOT NULL FROM leads WHERE crm = :crm",
+        "SELECT external_id, owner_id, is_converted, deleted_at IS NOT NULL FROM leads WHERE source = :crm",
+        (str, "ref", bool, bool),
+    ),
+    "reps": (
+        "SELECT id, lower(email), manager_id FROM users WHERE crm = :crm",
+        "SELECT external_id, email, manager_id FROM reps WHERE source = :crm",
+        (str, str, "ref"),
+    ),
+    "stage_changes": (
+        "SELECT h.deal_id, h.old_value, h.new_value, h.changed_at FROM deal_history h"
+        " JOIN deals d ON d.crm = h.crm AND d.id = h.deal_id WHERE h.crm = :crm AND h.field = 'stage'",
+        "SELECT opportunity_id, from_stage, to_stage, changed_at FROM stage_changes WHERE source = :crm",
+        ("ref", str, str, _instant),
+    ),
+    "activities": (
+        "SELECT id, type, owner_id, deal_id, occurred_at, deleted_at IS NOT NULL FROM activities WHERE crm = :crm",
+        "SELECT external_id, type, rep_id, opportunity_id, occurred_at, deleted_at IS NOT NULL"
+        " FROM activities WHERE source = :crm",
+        (str, str, "ref", "ref", _instant, bool),
+    ),
+}
+
+
+def _normalise(row: Any, kinds: tuple[Any, ...], source: str | None) -> tuple[Any, ...]:
+    out = []
+    for value, kind in zip(row, kinds, strict=True):
+        if value is None:
+            out.append(None)
+        elif kind == "ref":
+            text_value = str(value)
+            out.append(text_value.split(":", 1)[1] if source and text_value.startswith(f"{source}:") else text_value)
+        else:
+            out.append(kind(value))
+    return tuple(out)
+
+
+def expected(store: Store, truth: GroundTruth, crm: str, table: str) -> set[tuple[Any, ...]]:
+    """The rows a correct sync of ``crm`` must produce: everything but the invalid dirty records."""
+    store_sql, _, kinds = CHECKS[table]
+    invalid = {"opportunities": truth.invalid_ids(crm, "deals"), "leads": truth.invalid_ids(crm, "leads")}.get(
+        table, set()
+    )
+    rows = store.connect().execute(store_sql.replace(":crm", "?"), (crm,))
+    return {_normalise(tuple(r), kinds, None) for r in rows if r[0] not in invalid}
+
+
+def actual(engine: Engine, source: str, table: str) -> list[tuple[Any, ...]]:
+    _, warehouse_sql, kinds = CHECKS[table]
+    with engine.connect() as conn:
+        return [_normalise(tuple(r), kinds, source) for r in conn.execute(text(warehouse_sql), {"crm": source})]
+
+
+def checksum(rows: set[tuple[Any, ...]] | list[tuple[Any, ...]]) -> str:
+    digest = hashlib.sha256()
+    for row in sorted(rows, key=repr):
+        digest.update(repr(row).encode())
+    return digest.hexdigest()[:16]
