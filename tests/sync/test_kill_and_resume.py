@@ -1,0 +1,74 @@
+"""SIGKILL the sync process at random instants, restart it, and the warehouse still equals the CRM.
+
+The sync runs as a real `python service.py sync` process against the fake Salesforce
+served from this test process; killing it mid-transaction is the crash the engine's
+"page and cursor in one transaction" design exists for.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from models.database import open_warehouse
+from models.tables import opportunities, sync_locks, sync_runs
+from sandbox.company import Scale
+from sandbox.runner import Sandbox
+from tests.sync.company_checks import actual, expected
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = ("opportunities", "leads", "stage_changes", "activities")
+
+
+def start_sync(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "service.py"), "sync", "--source", "salesforce"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume(tmp_path: Path, warehouse_url: str) -> None:
+    scale = Scale("kill", reps=12, deals=6000, leads=6000)
+    with Sandbox(tmp_path / "sb", scale=scale, seed=5, anchor=date(2026, 11, 20)) as box:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+        env = {**base, **box.env(), "SALESPULSE_DATABASE__URL": warehouse_url, "SALESPULSE_SYNC__LOOKBACK_S": "0"}
+        env.pop("SALESPULSE_QUOTAS__PATH")
+        rng = random.Random(42)
+        kills = 0
+        for _ in range(5):
+            proc = start_sync(env)
+            time.sleep(rng.uniform(1.0, 4.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait(timeout=60)
+        assert kills >= 3, "the sync finished before most kills: make the company bigger"
+        final = start_sync(env)
+        _, stderr = final.communicate(timeout=300)
+        assert final.returncode == 0, stderr.decode()[-2000:]
+
+        engine = open_warehouse(warehouse_url)
+        for table in TABLES:
+            got = actual(engine, "salesforce", table)
+            assert len(got) == len(set(got)), f"{table}: duplicates"
+            assert set(got) == expected(box.store, box.truth, "salesforce", table), table
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(sync_locks)).scalar_one() == 0
+            assert conn.execute(select(func.count()).where(sync_runs.c.status == "running")).scalar_one() == 0
+            interrupted = conn.execute(select(func.count()).where(sync_runs.c.error.like("interrupted%"))).scalar_one()
+            assert conn.execute(select(func.count()).select_from(opportunities)).scalar_one() > 2000
+        assert interrupted >= 1
+        engine.dispose()
