@@ -113,6 +113,9 @@ def readable_reason(exc: ValidationError) -> str:
     for err in exc.errors(include_url=False):
         field = ".".join(str(p) for p in err["loc"]) or "record"
         got = err.get("input")
+        if got is None and err["type"] != "missing":
+            parts.append(f"{field}: is missing (the CRM sent no value)")
+            continue
         shown = f" (got {str(got)[:60]!r})" if got is not None and not isinstance(got, dict) else ""
         parts.append(f"{field}: {err['msg']}{shown}")
     return "; ".join(parts)

@@ -90,7 +90,11 @@ class HubSpotClient:
         """Each record's history of one property (newest first, as HubSpot gives it)."""
         found: dict[str, list[dict[str, Any]]] = {}
         for chunk in _chunks(ids, HISTORY_BATCH):
-            body = {"inputs": [{"id": i} for i in chunk], "properties": [], "propertiesWithHistory": [prop]}
+            body = {
+                "inputs": [{"id": i} for i in chunk],
+                "properties": ["hs_object_id"],
+                "propertiesWithHistory": [prop],
+            }
             answer = self._call(
                 f"{object_type} {prop} history",
                 lambda body=body: self._batch.read(
@@ -191,12 +195,10 @@ def _translate(exc: Any, what: str) -> Exception:
         )
     if status == 0 or status >= 500:
         return TransientError(f"HubSpot answered {status or 'nothing usable'}: {message[:120]}", request=what)
+    label = f"{status} {category}" if category else str(status)
     if status == 403:
-        return StreamFailed(
-            f"HubSpot refused {what} (403 {category or ''}): {message}; the private app may lack a scope",
-            request=what,
-        )
-    return StreamFailed(f"HubSpot rejected {what} ({status} {category or ''}): {message}", request=what)
+        return StreamFailed(f"HubSpot refused {what} ({label}): {message}; the private app may lack a scope")
+    return StreamFailed(f"HubSpot rejected {what} ({label}): {message}")
 
 
 def _error_body(raw: Any) -> dict[str, Any]:

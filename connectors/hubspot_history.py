@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from connectors.base import Item, StreamContext
-from connectors.hubspot_search import modified_since, stamp
+from connectors.hubspot_search import modified_since
 from connectors.hubspot_streams import MODIFIED, HubSpotStream
 from connectors.hubspot_values import day, epoch_ms, instant, key_part, text
 from models.records import CloseDateChangeRecord, StageChangeRecord
@@ -30,12 +30,12 @@ class _DealHistoryStream(HubSpotStream):
 
     def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:
         for deals in modified_since(self.client, "deals", MODIFIED, [], context.since):
-            ids = [str(deal["id"]) for deal in deals]
+            ids = [str(deal["id"]) for deal, _ in deals]
             # A deal archived since the search is missing here; the opportunities stream deletes it.
             histories = self.client.histories("deals", ids, self.history_property)
             items: list[Item] = []
-            for deal_id, deal in zip(ids, deals, strict=True):
-                items.extend(self.changes(deal_id, histories.get(deal_id, []), stamp(deal, MODIFIED)))
+            for deal_id, (_, modified) in zip(ids, deals, strict=True):
+                items.extend(self.changes(deal_id, histories.get(deal_id, []), modified))
             if items:
                 yield items
 

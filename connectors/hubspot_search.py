@@ -30,6 +30,7 @@ from connectors.hubspot_client import SEARCH_LIMIT, HubSpotClient
 from connectors.hubspot_values import epoch_ms, instant
 
 Record = dict[str, Any]
+Found = tuple[Record, datetime]  # a raw search result and its modification stamp
 
 
 def stamp(record: Record, modified_property: str) -> datetime:
@@ -51,26 +52,26 @@ def modified_since(
     properties: list[str],
     since: datetime | None,
     page_size: int = SEARCH_LIMIT,
-) -> Iterator[list[Record]]:
-    """Pages of raw search results, ascending by ``modified_property``; ``since`` is inclusive (None: all)."""
+) -> Iterator[list[Found]]:
+    """Pages of (raw search result, stamp), ascending by ``modified_property``; ``since`` is inclusive (None: all)."""
     reader = _Reader(client, object_type, modified_property, properties, page_size)
     low: tuple[str, int] | None = None if since is None else ("GTE", epoch_ms(since))
     boundary: int | None = None  # the stamp the previous page ended on ...
     given: set[str] = set()  # ... and the ids it gave with that stamp
     while True:
         page = reader.by_stamp(low)
-        stamps = [epoch_ms(stamp(r, modified_property)) for r in page]
+        stamps = [epoch_ms(moment) for _, moment in page]
         if len(page) == page_size and stamps[0] == stamps[-1]:
             yield from reader.one_stamp(stamps[0], given if stamps[0] == boundary else set())
             low, boundary, given = ("GT", stamps[0]), None, set()
             continue
-        fresh = [r for r, s in zip(page, stamps, strict=True) if s != boundary or str(r["id"]) not in given]
+        fresh = [f for f, ms in zip(page, stamps, strict=True) if ms != boundary or str(f[0]["id"]) not in given]
         if fresh:
             yield fresh
         if len(page) < page_size:
             return
         boundary = stamps[-1]
-        given = {str(r["id"]) for r, s in zip(page, stamps, strict=True) if s == boundary}
+        given = {str(f[0]["id"]) for f, ms in zip(page, stamps, strict=True) if ms == boundary}
         low = ("GTE", boundary)
 
 
@@ -84,11 +85,11 @@ class _Reader:
         self.properties = sorted({*properties, modified_property, "hs_object_id"})
         self.page_size = page_size
 
-    def by_stamp(self, low: tuple[str, int] | None) -> list[Record]:
+    def by_stamp(self, low: tuple[str, int] | None) -> list[Found]:
         filters = [] if low is None else [_filter(self.modified, low[0], low[1])]
         return self._search(filters, self.modified)
 
-    def one_stamp(self, moment: int, skip: set[str]) -> Iterator[list[Record]]:
+    def one_stamp(self, moment: int, skip: set[str]) -> Iterator[list[Found]]:
         """Every record stamped exactly ``moment``, by ascending id, less those in ``skip``."""
         after_id: str | None = None
         while True:
@@ -96,21 +97,21 @@ class _Reader:
             if after_id is not None:
                 filters.append(_filter("hs_object_id", "GT", after_id))
             page = self._search(filters, "hs_object_id")
-            fresh = [r for r in page if str(r["id"]) not in skip]
+            fresh = [f for f in page if str(f[0]["id"]) not in skip]
             if fresh:
                 yield fresh
             if len(page) < self.page_size:
                 return
-            after_id = str(page[-1]["id"])
+            after_id = str(page[-1][0]["id"])
 
-    def _search(self, filters: list[dict[str, str]], sort: str) -> list[Record]:
+    def _search(self, filters: list[dict[str, str]], sort: str) -> list[Found]:
         body = {
             "filterGroups": [{"filters": filters}] if filters else [],
             "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
             "properties": self.properties,
             "limit": self.page_size,
         }
-        return self.client.search(self.object_type, body)
+        return [(r, stamp(r, self.modified)) for r in self.client.search(self.object_type, body)]
 
 
 def _filter(prop: str, operator: str, value: int | str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from connectors.base import Deleted, Item, Rejected, Stream, StreamContext
 from connectors.hubspot_client import HubSpotClient
-from connectors.hubspot_search import modified_since, stamp
+from connectors.hubspot_search import modified_since
 from connectors.hubspot_values import day, flag, instant, text
 from models.records import ActivityRecord, LeadRecord, OpportunityRecord, RepRecord, StageRecord
 
@@ -145,21 +145,26 @@ class SearchStream(HubSpotStream):
             self.client, self.object_type, self.modified_property, list(self.properties), context.since
         )
         for page in pages:
-            ids = [str(raw["id"]) for raw in page]
+            ids = [str(raw["id"]) for raw, _ in page]
             links = {to: self.client.first_associated(self.object_type, to, ids) for to in self.associations}
-            yield [self.item(raw, {to: found.get(str(raw["id"])) for to, found in links.items()}) for raw in page]
+            yield [
+                self.item(raw, modified, {to: found.get(i) for to, found in links.items()})
+                for i, (raw, modified) in zip(ids, page, strict=True)
+            ]
 
     def archived_pages(self, context: StreamContext) -> Iterator[list[Item]]:
         """Archived records as Deleted items, those archived since the lower bound (all on a full read).
 
         The list cannot filter by archive time, so every archived record is listed each run
         and the old ones dropped here. That is safe because these pages come before any page
-        that moves the cursor: the cursor only ever moves after a complete archived pass
-        started, so a record archived before ``since`` was seen by that pass.
+        that moves the cursor: a stored cursor comes from a run whose archived pass had
+        completed, and is never later than that run's start, so anything archived before
+        ``since`` was already archived during that pass and listed by it. Clock skew between
+        HubSpot and us is covered by the engine's lookback.
         """
         after = None
         while True:
-            results, after = self.client.list_page(self.object_type, after, properties=[], archived=True)
+            results, after = self.client.list_page(self.object_type, after, properties=["hs_object_id"], archived=True)
             page: list[Item] = []
             for raw in results:
                 at = instant(raw.get("archivedAt"))
@@ -171,9 +176,8 @@ class SearchStream(HubSpotStream):
             if after is None:
                 return
 
-    def item(self, raw: dict[str, Any], links: Mapping[str, str | None]) -> Item:
+    def item(self, raw: dict[str, Any], modified: datetime, links: Mapping[str, str | None]) -> Item:
         record_id = str(raw["id"])
-        modified = stamp(raw, self.modified_property)
         fields = self.map(record_id, raw["properties"], links)
         return self.build(raw, record_id, modified, updated_at=modified, **fields)
 
@@ -228,7 +232,6 @@ class OpportunitiesStream(SearchStream):
     name = "opportunities"
     object_type = "deals"
     record_model = OpportunityRecord
-    associations = ("contacts",)
     properties = (
         "dealname",
         "hubspot_owner_id",
@@ -250,7 +253,7 @@ class OpportunitiesStream(SearchStream):
         self.default_currency = default_currency
         self.portal_id = portal_id
 
-    def map(self, record_id: str, props: dict[str, Any], links: Mapping[str, str | None]) -> dict[str, Any]:
+    def map(self, record_id: str, props: dict[str, Any], links: Mapping[str, str | None]) -> dict[str, Any]:  # noqa: ARG002
         closed = flag(props.get("hs_is_closed"))
         close = props.get("closedate")
         return {
@@ -269,8 +272,6 @@ class OpportunitiesStream(SearchStream):
             "closed_at": instant(close) if closed is True else None,
             "stage_entered_at": instant(props.get("hs_v2_date_entered_current_stage")),
             "last_activity_at": instant(props.get("notes_last_updated")),
-            # The contact the deal came from: its first associated contact.
-            "lead_id": links["contacts"],
             "crm_url": f"https://app.hubspot.com/contacts/{self.portal_id}/deal/{record_id}"
             if self.portal_id
             else None,

@@ -23,6 +23,8 @@ def _run(connection) -> None:  # noqa: ANN001
 
 engine = config.attributes.get("engine")
 if engine is None:
-    engine = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
+    engine = engine_from_config(
+        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
 with engine.begin() as conn:
     _run(conn)

@@ -168,7 +168,7 @@ class LogSettings(_Section):
 
 
 class Settings(BaseSettings):
-    """Everything salespulse can be told. ``config_path`` is where the file was read from."""
+    """Everything salespulse can be told."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

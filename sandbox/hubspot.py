@@ -12,6 +12,10 @@ Endpoints and the HubSpot pages they follow:
   (https://developers.hubspot.com/docs/api/crm/objects, .../crm/deals): ``limit`` <= 100,
   keyset ``after``, repeated ``properties``, ``propertiesWithHistory`` (50 per page),
   ``archived=true`` for archived records only.
+- ``POST /crm/v3/objects/{object}/batch/read``
+  (https://developers.hubspot.com/docs/api/crm/objects, "batch read"): ``inputs`` by id (at
+  most 100), ``properties``, ``propertiesWithHistory``; ids that are unknown or archived come
+  back as one 207 ``OBJECT_NOT_FOUND`` error listing them.
 - ``GET /crm/v3/owners/`` and ``/crm/v3/owners/{id}``
   (https://developers.hubspot.com/docs/api/crm/owners): deactivated or deleted users are
   archived owners; ``teams`` holds the user's team as primary; ``userId`` is the user's seq.
@@ -56,6 +60,7 @@ AUTH_MESSAGE = (
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
 LIST_MAX_LIMIT = 100
+BATCH_MAX_INPUTS = 100
 HISTORY_MAX_LIMIT = 50
 OWNERS_MAX_LIMIT = 500
 # Lookups that store.INDEXES does not carry. Search only sees live rows and counts its
@@ -100,6 +105,7 @@ class FakeHubSpot(FakeServer):
         store.create_indexes()
         store.connect().executescript(HUBSPOT_INDEXES)
         self.route("POST", r"/crm/v3/objects/(?P<obj>[^/]+)/search", self._search_objects)
+        self.route("POST", r"/crm/v3/objects/(?P<obj>[^/]+)/batch/read", self._batch_read)
         self.route("GET", r"/crm/v3/objects/(?P<obj>[^/]+)/?", self._list_objects)
         self.route("GET", r"/crm/v3/objects/(?P<obj>[^/]+)/(?P<id>[^/]+)", self._get_object)
         self.route("GET", r"/crm/v3/owners/?", self._list_owners)
@@ -225,6 +231,46 @@ class FakeHubSpot(FakeServer):
             token = str(rows[limit]["seq"])
             body["paging"] = {"next": {"after": token, "link": f"{self.base_url}{request.path}?after={token}"}}
         return Response(200, body)
+
+    def _batch_read(self, request: Request) -> Response:
+        assert request.match is not None
+        spec = object_spec(request.match["obj"])
+        body = request.json()
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or not all(isinstance(i, dict) and i.get("id") is not None for i in inputs):
+            raise invalid('inputs must be a list of {"id": ...}')
+        if len(inputs) > BATCH_MAX_INPUTS:
+            raise invalid(f"A batch read takes at most {BATCH_MAX_INPUTS} inputs, got {len(inputs)}")
+        if body.get("idProperty") not in (None, "", "hs_object_id"):
+            raise invalid("The sandbox reads batches by record id only (no idProperty)")
+        names = {key: body.get(key) or [] for key in ("properties", "propertiesWithHistory")}
+        for key, value in names.items():
+            if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+                raise invalid(f"{key} must be a list of property names")
+        ids = list(dict.fromkeys(str(i["id"]) for i in inputs))
+        selection = Selection.build(spec, names["properties"], names["propertiesWithHistory"], self._stage_ids())
+        conn = self.store.connect()
+        where = f"{_archived_clause(request)} AND t.id IN ({', '.join('?' for _ in ids)})"
+        rows = selection.fetch(conn, where, ids, "t.seq", len(ids)) if ids else []
+        now = iso_utc(self.store.clock())
+        out: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": selection.records(conn, rows),
+            "startedAt": now,
+            "completedAt": now,
+        }
+        found = {row["id"] for row in rows}
+        missing = [i for i in ids if i not in found]
+        if not missing:
+            return Response(200, out)
+        error = {
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": f"Could not get some {spec.singular.upper()} objects, they may be deleted or not exist. "
+            "Check that ids are valid.",
+            "context": {"ids": missing},
+        }
+        return Response(207, {**out, "numErrors": 1, "errors": [error]})
 
     def _get_object(self, request: Request) -> Response:
         assert request.match is not None

@@ -126,6 +126,7 @@ _CONTACT_PROPS = {
     "hubspot_owner_id": Prop("t.owner_id"),
     "hubspot_owner_assigneddate": Prop("t.assigned_at", Kind.DATETIME),
     "hs_analytics_source": Prop("t.source"),
+    "hs_lifecyclestage_opportunity_date": Prop("t.converted_at", Kind.DATETIME),
     "createdate": Prop("t.created_at", Kind.DATETIME),
     "lastmodifieddate": Prop("t.modified_at", Kind.DATETIME),
     "hs_object_id": Prop("t.id", Kind.ID),

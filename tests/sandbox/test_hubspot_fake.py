@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import hubspot
@@ -18,7 +19,13 @@ import pytest
 import urllib3
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
-from hubspot.crm.deals import ApiException, Filter, FilterGroup, PublicObjectSearchRequest
+from hubspot.crm.deals import (
+    ApiException,
+    BatchReadInputSimplePublicObjectId,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+)
 from hubspot.crm.deals.exceptions import NotFoundException, ServiceException, UnauthorizedException
 from hubspot.crm.owners.exceptions import ApiException as OwnersApiException
 
@@ -525,6 +532,72 @@ def test_properties_with_history_come_newest_first_fifty_a_page(client: hubspot.
     ]
     first_amounts = [v.value for v in page.results[0].properties_with_history["amount"]]
     assert first_amounts == ["1000", "500"]
+
+
+def test_batch_read_with_property_history(client: hubspot.Client) -> None:
+    request = BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": "503"}, {"id": "501"}], properties=["dealstage"], properties_with_history=["dealstage"]
+    )
+
+    response = client.crm.deals.batch_api.read(request)
+
+    assert response.status == "COMPLETE"
+    by_id = {r.id: r for r in response.results}
+    assert set(by_id) == {"501", "503"}
+    assert by_id["503"].properties["dealstage"] == "closedwon"
+    created = datetime.fromisoformat(DEALS[2]["created_at"])
+    assert [(v.value, v.timestamp) for v in by_id["503"].properties_with_history["dealstage"]] == [
+        ("closedwon", created + timedelta(hours=3)),
+        ("presentationscheduled", created + timedelta(hours=2)),
+        ("qualifiedtobuy", created + timedelta(hours=1)),
+        ("appointmentscheduled", created),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("archived", "found", "missing"), [(False, ["501"], ["550", "99999"]), (True, ["550"], ["501", "99999"])]
+)
+def test_batch_read_reports_ids_it_cannot_return(
+    server: FakeHubSpot, archived: bool, found: list[str], missing: list[str]
+) -> None:
+    body = json.dumps({"inputs": [{"id": "501"}, {"id": "550"}, {"id": "99999"}], "properties": ["dealname"]})
+
+    status, answer = raw(server, "POST", f"/crm/v3/objects/deals/batch/read?archived={archived}", body.encode())
+
+    assert status == 207
+    assert [r["id"] for r in answer["results"]] == found
+    assert answer["numErrors"] == 1
+    assert answer["errors"][0]["category"] == "OBJECT_NOT_FOUND"
+    assert answer["errors"][0]["context"] == {"ids": missing}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"inputs": [{"id": str(i)} for i in range(101)]}, "at most 100 inputs"),
+        ({"inputs": [{"nope": 1}]}, "inputs must be"),
+        ({"inputs": [{"id": "501"}], "idProperty": "email"}, "idProperty"),
+        ({"inputs": [{"id": "501"}], "propertiesWithHistory": "dealstage"}, "list of property names"),
+    ],
+)
+def test_batch_read_refuses_what_hubspot_refuses(server: FakeHubSpot, body: dict[str, Any], message: str) -> None:
+    status, answer = raw(server, "POST", "/crm/v3/objects/deals/batch/read", json.dumps(body).encode())
+
+    assert status == 400
+    assert message in answer["message"]
+
+
+def test_contact_conversion_date_comes_from_the_store(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.db")
+    converted = [c for c in contacts() if c["converted_deal_id"]][:1]
+    store.insert_many("leads", [{**converted[0], "lifecycle_stage": "opportunity", "converted_at": iso_utc(BASE)}])
+    with FakeHubSpot(store, TOKEN) as fake:
+        contact = plain_client(fake).crm.contacts.basic_api.get_by_id(
+            converted[0]["id"], properties=["hs_lifecyclestage_opportunity_date", "lifecyclestage"]
+        )
+
+    assert contact.properties["hs_lifecyclestage_opportunity_date"] == iso_utc(BASE)
+    assert contact.properties["lifecyclestage"] == "opportunity"
 
 
 def test_get_by_id_with_stage_timing(client: hubspot.Client) -> None:

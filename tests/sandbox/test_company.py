@@ -1,0 +1,599 @@
+"""The synthetic company: deterministic, the size asked for, consistent, and its planted
+problems (and only those) visible to plain SQL over the store."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import statistics
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from models.clock import FixedClock
+from sandbox.company import PROBLEMS, SCALES, GroundTruth, Scale, generate, main, mutate
+from sandbox.company_catalog import CRMS, PIPELINES, iso_ms, main_pipeline, pipelines_of
+from sandbox.store import TABLES, Store, iso_utc
+
+ANCHOR = date(2025, 5, 14)
+SMALL = SCALES["small"]
+TINY = Scale("tiny", reps=4, deals=120, leads=300)
+
+
+def _generate(
+    path: Path, *, seed: int = 7, anchor: date = ANCHOR, scale: Scale = SMALL, **kw
+) -> tuple[Store, GroundTruth]:
+    path.mkdir(parents=True, exist_ok=True)
+    store = Store(path / "company.sqlite")
+    truth = generate(store, path, scale=scale, seed=seed, anchor=anchor, **kw)
+    return store, truth
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory) -> tuple[Store, GroundTruth]:
+    return _generate(tmp_path_factory.mktemp("company"))
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory) -> tuple[Store, GroundTruth]:
+    return _generate(tmp_path_factory.mktemp("healthy"), problems=set())
+
+
+def _checksum(store: Store, out: Path) -> str:
+    digest = hashlib.sha256()
+    conn = store.connect()
+    for table in ("meta", *TABLES):
+        order = "key" if table == "meta" else "crm, id"
+        for row in conn.execute(f"SELECT * FROM {table} ORDER BY {order}"):
+            digest.update(repr(tuple(row)).encode())
+    for name in ("ground_truth.json", "quotas.csv"):
+        digest.update((out / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _end(truth: GroundTruth) -> datetime:
+    return datetime.fromisoformat(truth.generator["anchor_end"])
+
+
+def _days_before_end(truth: GroundTruth, stamp: str) -> float:
+    return (_end(truth) - datetime.fromisoformat(stamp)).total_seconds() / 86400
+
+
+def _invalid(truth: GroundTruth) -> set[tuple[str, str]]:
+    return {(d["crm"], d["id"]) for d in truth.dirty if not d["valid"]}
+
+
+# -- what the planted problems look like, computed here from the store --------------------------------
+def _attainment(store: Store, truth: GroundTruth, out: Path) -> dict[str, float]:
+    """Percent of quota pace per rep email: won this quarter (by close date) over the file's quota."""
+    period = truth.period
+    with (out / "quotas.csv").open(newline="") as handle:
+        quotas = {r["rep_email"]: r for r in csv.DictReader(handle) if r["period_start"] == period["quarter_start"]}
+    won = dict(
+        store.connect().execute(
+            "SELECT u.email, SUM(CAST(d.amount AS REAL)) FROM deals d "
+            "JOIN users u ON u.crm = d.crm AND u.id = d.owner_id "
+            "WHERE d.is_won = 1 AND d.close_date BETWEEN ? AND ? GROUP BY u.email",
+            (period["quarter_start"], truth.generator["anchor"]),
+        )
+    )
+    pace = period["elapsed_days"] / period["quarter_days"]
+    return {email: 100 * won.get(email, 0) / (float(q["amount"]) * pace) for email, q in quotas.items()}
+
+
+def _stage_medians(store: Store, truth: GroundTruth, crm: str, least: int = 1) -> dict[str, float]:
+    """Median days in stage of the open deals, per stage holding at least ``least`` of them."""
+    rows = store.connect().execute(
+        "SELECT stage_id, stage_entered_at FROM deals WHERE crm = ? AND is_closed = 0", (crm,)
+    )
+    by_stage: dict[str, list[float]] = {}
+    for stage, entered in rows:
+        by_stage.setdefault(stage, []).append(_days_before_end(truth, entered))
+    return {stage: statistics.median(days) for stage, days in by_stage.items() if len(days) >= least}
+
+
+def _conversion(store: Store, truth: GroundTruth, crm: str, from_key: str, to_key: str) -> tuple[float, float, int]:
+    """(recent rate, prior rate, recent exits) of from_key -> to_key: last 90 days vs the 365 before."""
+    end = _end(truth)
+    recent, prior = iso_utc(end - timedelta(days=90)), iso_utc(end - timedelta(days=455))
+    rows = (
+        store.connect()
+        .execute(
+            "SELECT changed_at >= ?, new_value = ? FROM deal_history WHERE crm = ? AND field = 'stage' "
+            "AND old_value = ? AND changed_at >= ?",
+            (recent, to_key, crm, from_key, prior),
+        )
+        .fetchall()
+    )
+    rates = []
+    for window in (1, 0):
+        moves = [advanced for is_recent, advanced in rows if is_recent == window]
+        rates.append(sum(moves) / len(moves) if moves else float("nan"))
+    return rates[0], rates[1], sum(1 for r in rows if r[0])
+
+
+def _recent_leads(store: Store, truth: GroundTruth) -> dict[str, dict[str, int]]:
+    since = iso_utc(_end(truth) - timedelta(days=30) + timedelta(milliseconds=1))
+    counts = dict(
+        store.connect().execute(
+            "SELECT owner_id, COUNT(*) FROM leads WHERE assigned_at >= ? GROUP BY crm, owner_id", (since,)
+        )
+    )
+    return {t["id"]: {r: counts.get(r, 0) for r in t["rep_ids"]} for t in truth.teams}
+
+
+def _idle_open_deals(store: Store, truth: GroundTruth) -> set[tuple[str, str]]:
+    limit = iso_utc(_end(truth) - timedelta(days=21))
+    rows = store.connect().execute(
+        "SELECT crm, id FROM deals WHERE is_closed = 0 AND (last_activity_at IS NULL OR last_activity_at < ?)", (limit,)
+    )
+    return {tuple(r) for r in rows} - _invalid(truth)
+
+
+def _pushed_deals(store: Store) -> dict[tuple[str, str], int]:
+    rows = store.connect().execute(
+        "SELECT crm, deal_id, SUM(new_value > old_value) FROM deal_history WHERE field = 'close_date' "
+        "GROUP BY crm, deal_id HAVING SUM(new_value > old_value) >= 3"
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def check_planted(store: Store, truth: GroundTruth, out: Path) -> None:
+    """Every planted problem holds, and nothing else looks like one."""
+    problems = truth.problems
+    pct = _attainment(store, truth, out)
+    behind = {p["rep_email"] for p in problems.get("behind_quota", [])}
+    ahead = {p["rep_email"] for p in problems.get("ahead_of_quota", [])}
+    assert {e for e, p in pct.items() if p < 30} == behind
+    assert {e for e, p in pct.items() if p > 200} == ahead
+    assert all(50 <= p <= 150 for e, p in pct.items() if e not in behind | ahead), pct
+    if "behind_quota" in truth.generator["problems"]:
+        assert len(behind) == 2
+        assert {p["crm"] for p in problems["behind_quota"]} == set(CRMS)
+    if "ahead_of_quota" in truth.generator["problems"]:
+        assert len(ahead) == 1
+
+    stalled = {(p["crm"], p["stage_id"]) for p in problems.get("stalled_stage", [])}
+    for crm in CRMS:
+        medians = _stage_medians(store, truth, crm, least=5)
+        for stage, median in medians.items():
+            others = [m for s, m in medians.items() if s != stage] or [float("inf")]
+            assert (median >= 3 * max(others)) == ((crm, stage) in stalled), (crm, stage, medians)
+
+    dropped = {(p["crm"], p["from_stage"]) for p in problems.get("conversion_drop", [])}
+    for crm in CRMS:
+        stages = main_pipeline(crm).stages
+        for i in range(main_pipeline(crm).open_count):
+            recent, prior, exits = _conversion(store, truth, crm, stages[i].key, stages[i + 1].key)
+            if (crm, stages[i].key) in dropped:
+                assert exits >= 20
+                assert recent < 0.5 * prior, (crm, stages[i].key, recent, prior, exits)
+            elif exits >= 20:
+                assert recent >= 0.6 * prior, (crm, stages[i].key, recent, prior, exits)
+
+    uneven = {p["team_id"]: p for p in problems.get("uneven_leads", [])}
+    for team_id, per_rep in _recent_leads(store, truth).items():
+        counts = sorted(per_rep.values(), reverse=True)
+        if team_id in uneven:
+            assert per_rep == uneven[team_id]["leads_per_rep"]
+            assert sum(counts[:2]) >= 0.7 * sum(counts)
+            assert counts[0] >= 3 * counts[-1]
+        else:
+            assert counts[0] - counts[-1] <= 1, (team_id, per_rep)
+
+    planted_idle = {(p["crm"], p["deal_id"]) for p in problems.get("no_activity", [])}
+    assert _idle_open_deals(store, truth) == planted_idle
+    assert all(p["days_without_activity"] >= 21 for p in problems.get("no_activity", []))
+    pushed = {(p["crm"], p["deal_id"]): p["pushes"] for p in problems.get("pushed_close_dates", [])}
+    assert _pushed_deals(store) == pushed
+    for problem in ("no_activity", "pushed_close_dates"):
+        if problem in truth.generator["problems"]:
+            assert {p["crm"] for p in problems[problem]} == set(CRMS)
+
+
+# -- tests -------------------------------------------------------------------------------------------------
+def test_planted_problems_hold(company) -> None:
+    store, truth = company
+    assert sorted(truth.problems) == sorted(PROBLEMS)
+    check_planted(store, truth, store.path.parent)
+
+
+def test_a_company_without_problems_shows_none(healthy) -> None:
+    store, truth = healthy
+    assert truth.problems == {}
+    check_planted(store, truth, store.path.parent)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_each_problem_switches_alone(tmp_path, problem) -> None:
+    store, truth = _generate(tmp_path, scale=SMALL, problems={problem})
+    assert list(truth.problems) == [problem]
+    assert truth.problems[problem]
+    check_planted(store, truth, tmp_path)
+
+
+def test_ground_truth_numbers_are_the_stores(company) -> None:
+    store, truth = company
+    for entry in truth.problems["stalled_stage"]:
+        assert entry["median_days_in_stage"] == pytest.approx(
+            _stage_medians(store, truth, entry["crm"])[entry["stage_id"]], abs=0.01
+        )
+        assert entry["ratio_to_highest_other"] >= 3
+    for entry in truth.problems["conversion_drop"]:
+        recent, prior, exits = _conversion(store, truth, entry["crm"], entry["from_stage"], entry["to_stage"])
+        assert (entry["recent"]["rate"], entry["prior"]["rate"]) == (
+            pytest.approx(recent, abs=1e-4),
+            pytest.approx(prior, abs=1e-4),
+        )
+        assert entry["recent"]["exits"] == exits
+    pct = _attainment(store, truth, store.path.parent)
+    for entry in truth.problems["behind_quota"] + truth.problems["ahead_of_quota"]:
+        assert entry["pct_of_pace"] == pytest.approx(pct[entry["rep_email"]], abs=0.01)
+
+
+def test_same_seed_same_bytes_other_seed_other_company(tmp_path) -> None:
+    sums = [_checksum(*_run(tmp_path / name, seed)) for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    assert sums[0] == sums[1]
+    assert sums[0] != sums[2]
+
+
+def _run(path: Path, seed: int) -> tuple[Store, Path]:
+    store, _ = _generate(path, seed=seed, scale=TINY)
+    return store, path
+
+
+@pytest.mark.parametrize("scale", [SMALL, TINY, Scale("odd", reps=23, deals=777, leads=1001, activities_per_deal=2)])
+def test_counts_match_the_scale(tmp_path, scale) -> None:
+    store, truth = _generate(tmp_path, scale=scale)
+    conn = store.connect()
+    assert conn.execute("SELECT COUNT(*) FROM deals").fetchone()[0] == scale.deals
+    assert conn.execute("SELECT COUNT(*) FROM leads").fetchone()[0] == scale.leads
+    titles = dict(conn.execute("SELECT title = 'Sales Manager', COUNT(*) FROM users GROUP BY 1").fetchall())
+    assert titles[0] == scale.reps
+    assert titles[1] == len(truth.teams) == conn.execute("SELECT COUNT(*) FROM teams").fetchone()[0]
+    activities = conn.execute("SELECT COUNT(*) FROM activities").fetchone()[0]
+    expected = scale.deals * scale.activities_per_deal + scale.leads * scale.activities_per_lead
+    assert abs(activities - expected) <= 0.1 * expected
+    for crm in CRMS:
+        assert {t["crm"] for t in truth.teams} == set(CRMS)
+        for table, entry in truth.counts[crm].items():
+            assert entry["rows"] == store.count(table, crm)
+            assert entry.get("deleted", 0) == 0
+
+
+def test_teams_live_in_one_crm_with_a_manager(company) -> None:
+    store, truth = company
+    conn = store.connect()
+    for team in truth.teams:
+        members = conn.execute(
+            "SELECT id, title, manager_id FROM users WHERE crm = ? AND team_id = ?", (team["crm"], team["id"])
+        )
+        by_title = {}
+        for uid, title, manager in members:
+            by_title.setdefault(title == "Sales Manager", []).append((uid, manager))
+        assert [m for m, _ in by_title[True]] == [team["manager_id"]]
+        assert sorted(u for u, _ in by_title[False]) == sorted(team["rep_ids"])
+        assert {m for _, m in by_title[False]} == {team["manager_id"]}
+    emails = [r[0] for r in conn.execute("SELECT email FROM users")]
+    assert len(emails) == len(set(emails))
+    assert all(e == e.lower() for e in emails)
+    assert conn.execute("SELECT COUNT(DISTINCT currency) FROM deals").fetchone()[0] == 4
+
+
+REFERENCES = [
+    ("users", "team_id", "teams", ""),
+    ("users", "manager_id", "users", ""),
+    ("stages", "pipeline_id", "pipelines", ""),
+    ("deals", "owner_id", "users", ""),
+    ("deals", "pipeline_id", "pipelines", ""),
+    ("deals", "lead_id", "leads", ""),
+    ("deals", "stage_id", "stages", "api_name"),
+    ("leads", "owner_id", "users", ""),
+    ("leads", "converted_deal_id", "deals", ""),
+    ("deal_history", "deal_id", "deals", ""),
+    ("activities", "owner_id", "users", ""),
+    ("activities", "deal_id", "deals", ""),
+    ("activities", "lead_id", "leads", ""),
+    ("quotas", "owner_id", "users", ""),
+]
+
+
+@pytest.mark.parametrize(("table", "column", "target", "target_column"), REFERENCES)
+def test_valid_records_reference_existing_rows(company, table, column, target, target_column) -> None:
+    store, truth = company
+    key = target_column or "id"
+    rows = store.connect().execute(
+        f"SELECT t.crm, t.id FROM {table} t WHERE t.{column} IS NOT NULL AND NOT EXISTS "
+        f"(SELECT 1 FROM {target} x WHERE x.crm = t.crm AND x.{key} = t.{column})"
+    )
+    assert {tuple(r) for r in rows} <= _invalid(truth)
+
+
+def test_deals_are_internally_consistent(company) -> None:
+    store, truth = company
+    conn = store.connect()
+    stages = {(p.crm, s.key): s for p in PIPELINES for s in p.stages}
+    end = truth.generator["anchor_end"]
+    last_stage_change = dict(
+        ((r[0], r[1]), r[2])
+        for r in conn.execute(
+            "SELECT crm, deal_id, MAX(changed_at) FROM deal_history WHERE field = 'stage' GROUP BY 1, 2"
+        )
+    )
+    last_activity = dict(
+        ((r[0], r[1]), r[2])
+        for r in conn.execute(
+            "SELECT crm, deal_id, MAX(occurred_at) FROM activities WHERE deal_id IS NOT NULL GROUP BY 1, 2"
+        )
+    )
+    invalid = _invalid(truth)
+    for deal in conn.execute("SELECT * FROM deals"):
+        key = (deal["crm"], deal["id"])
+        assert deal["created_at"] <= deal["modified_at"] <= end
+        assert deal["stage_entered_at"] == last_stage_change.get(key, deal["created_at"])
+        assert deal["last_activity_at"] == last_activity[key]
+        assert deal["created_at"] <= deal["last_activity_at"] <= (deal["closed_at"] or end)
+        if key in invalid:
+            continue
+        stage = stages[(deal["crm"], deal["stage_id"])]
+        assert (deal["is_closed"], deal["is_won"]) == (stage.is_closed, stage.is_won)
+        assert (deal["closed_at"] is not None) == stage.is_closed
+        if stage.is_closed:
+            assert deal["close_date"] == deal["closed_at"][:10]
+            assert deal["closed_at"] == deal["stage_entered_at"]
+        else:
+            assert deal["close_date"] >= truth.generator["anchor"]
+        assert 0 < float(deal["amount"]) < 1e12
+
+
+def test_stage_history_walks_the_funnel(company) -> None:
+    store, _ = company
+    conn = store.connect()
+    for crm in CRMS:
+        order = {s.key: (p.id, i) for p in pipelines_of(crm) for i, s in enumerate(p.stages)}
+        for old, new in conn.execute(
+            "SELECT old_value, new_value FROM deal_history WHERE crm = ? AND field = 'stage'", (crm,)
+        ):
+            (p_old, i_old), (p_new, i_new) = order[old], order[new]
+            assert p_old == p_new
+            assert i_new > i_old
+
+
+def test_nothing_happens_after_the_anchor(company) -> None:
+    store, truth = company
+    end = truth.generator["anchor_end"]
+    conn = store.connect()
+    for table, columns in {
+        "deals": ("created_at", "modified_at", "stage_entered_at", "closed_at", "last_activity_at"),
+        "leads": ("created_at", "modified_at", "assigned_at", "converted_at"),
+        "deal_history": ("changed_at",),
+        "activities": ("occurred_at", "created_at", "modified_at"),
+        "users": ("created_at", "modified_at"),
+        "quotas": ("created_at", "modified_at"),
+    }.items():
+        for column in columns:
+            latest, earliest = conn.execute(f"SELECT MAX({column}), MIN({column}) FROM {table}").fetchone()
+            assert latest <= end, (table, column)
+            assert earliest >= "2016", (table, column)
+
+
+def test_leads_convert_into_their_deals(company) -> None:
+    store, truth = company
+    conn = store.connect()
+    rows = conn.execute(
+        "SELECT l.crm, l.id, d.id, l.status, l.lifecycle_stage, l.is_qualified, l.owner_id = d.owner_id, "
+        "d.lead_id = l.id, d.created_at > l.converted_at FROM leads l "
+        "JOIN deals d ON d.crm = l.crm AND d.id = l.converted_deal_id"
+    ).fetchall()
+    assert len(rows) > 100
+    assert len(rows) == store.connect().execute("SELECT COUNT(*) FROM leads WHERE is_converted = 1").fetchone()[0]
+    for crm, lead_id, deal_id, status, lifecycle, qualified, same_owner, linked, after in rows:
+        assert (status, lifecycle) == (("Converted", None) if crm == "salesforce" else ("OPEN_DEAL", "opportunity"))
+        assert qualified
+        assert linked
+        assert after
+        assert same_owner or {(crm, lead_id), (crm, deal_id)} & _invalid(truth)
+    sources = {r[0] for r in conn.execute("SELECT DISTINCT source FROM leads")}
+    assert sources == {"Web", "Referral", "Event", "Partner", "Outbound"}
+
+
+def test_activities_belong_to_their_crm(company) -> None:
+    store, _ = company
+    types = dict(store.connect().execute("SELECT crm, GROUP_CONCAT(DISTINCT type) FROM activities GROUP BY crm"))
+    assert set(types["salesforce"].split(",")) == {"call", "email", "meeting", "task"}
+    assert set(types["hubspot"].split(",")) == {"call", "email", "meeting", "task", "note"}
+    prefixes = dict(
+        store.connect().execute(
+            "SELECT type, GROUP_CONCAT(DISTINCT substr(id, 1, 3)) FROM activities WHERE crm = 'salesforce' "
+            "GROUP BY type"
+        )
+    )
+    assert prefixes == {"call": "00T", "email": "00T", "task": "00T", "meeting": "00U"}
+
+
+def test_dirty_records_are_in_the_store_as_recorded(company) -> None:
+    store, truth = company
+    conn = store.connect()
+    kinds = {(d["crm"], d["table"], d["kind"], d["valid"]) for d in truth.dirty}
+    for crm in CRMS:
+        assert {k for c, t, k, _ in kinds if c == crm and t == "deals"} == {
+            "missing_amount", "unknown_stage", "unknown_owner", "malformed_date", "absurd_amount",
+            "long_name", "non_latin_name", "slack_special_name",
+        }  # fmt: skip
+        assert truth.counts[crm]["deals"]["dirty_invalid"] >= 5
+    assert {k for _, _, k, valid in kinds if valid} == {"long_name", "non_latin_name", "slack_special_name"}
+    for entry in truth.dirty:
+        value = conn.execute(
+            f"SELECT {entry['field']} FROM {entry['table']} WHERE crm = ? AND id = ?", (entry["crm"], entry["id"])
+        ).fetchone()[0]
+        if entry["kind"] == "long_name":
+            assert len(value) == entry["length"] > 1000
+        else:
+            assert value == entry["value"]
+    names = {r[0] for r in conn.execute("SELECT name FROM deals UNION SELECT first_name || last_name FROM leads")}
+    assert "<!channel> & <b>" in names
+    for script in ("北京", "小明", "🦄", "شركة", "محمد"):
+        assert any(script in n for n in names), script
+    assert {"1e15", "-25000"} <= {r[0] for r in conn.execute("SELECT amount FROM deals")}
+    assert {"2025-13-45", "not a date"} <= {r[0] for r in conn.execute("SELECT close_date FROM deals")}
+    idle = {p["deal_id"] for p in truth.problems["no_activity"]}
+    special = {d["id"] for d in truth.dirty if d["kind"] == "slack_special_name" and d["table"] == "deals"}
+    assert idle & special, "an idle deal carries Slack markup into its alert"
+
+
+def test_no_dirt_at_rate_zero(tmp_path) -> None:
+    _store, truth = _generate(tmp_path, scale=TINY, dirty_rate=0)
+    assert truth.dirty == []
+    assert truth.counts["salesforce"]["deals"]["dirty_invalid"] == 0
+
+
+def test_quota_file_covers_every_rep(company) -> None:
+    store, truth = company
+    out = store.path.parent
+    lines = (out / "quotas.csv").read_text().splitlines()
+    assert lines[0] == "rep_email,period_start,period_end,amount,currency"
+    rows = list(csv.DictReader(lines))
+    reps = {r[0]: r for r in store.connect().execute("SELECT email, crm, id FROM users WHERE title != 'Sales Manager'")}
+    assert {r["rep_email"] for r in rows} == set(reps)
+    starts = sorted({r["period_start"] for r in rows})
+    assert len(starts) == 5
+    assert starts[-1] == truth.period["quarter_start"]
+    current = {r["rep_email"] for r in rows if r["period_start"] == truth.period["quarter_start"]}
+    assert current == set(reps)
+    for r in rows:
+        start, end = date.fromisoformat(r["period_start"]), date.fromisoformat(r["period_end"])
+        assert start.day == 1
+        assert start.month in (1, 4, 7, 10)
+        assert (end + timedelta(days=1)).month in (1, 4, 7, 10)
+        assert (end + timedelta(days=1)).day == 1
+        assert int(r["amount"]) > 0
+        assert r["currency"] in {"USD", "EUR", "GBP", "JPY"}
+    crm_quotas = {
+        (q[0], q[1]): (q[2], q[3])
+        for q in store.connect().execute(
+            "SELECT u.email, q.period_start, q.amount, q.currency FROM quotas q "
+            "JOIN users u ON u.crm = q.crm AND u.id = q.owner_id"
+        )
+    }
+    assert {reps[e][1] for e, _ in crm_quotas} == {"salesforce"}
+    for r in rows:
+        if reps[r["rep_email"]][1] == "salesforce":
+            assert crm_quotas[(r["rep_email"], r["period_start"])] == (r["amount"], r["currency"])
+
+
+@pytest.mark.parametrize("crm", [None, "salesforce", "hubspot"])
+def test_mutate_touches_exactly_what_it_reports(tmp_path, crm) -> None:
+    store, _ = _generate(tmp_path, scale=TINY)
+    clock = FixedClock(datetime(2025, 5, 15, 9, 30, tzinfo=UTC))
+    store.clock = clock
+    before = _snapshot(store)
+    live = {name: store.count("deals", name) for name in CRMS}
+    summary = mutate(store, seed=5, changed_fraction=0.1, added=3, deleted=2, crm=crm)
+    after = _snapshot(store)
+    for name in CRMS:
+        if crm not in (None, name):
+            assert summary.deals(name) == set()
+            continue
+        assert len(summary.added[name]) == 3
+        assert len(summary.deleted[name]) == 2
+        assert len(summary.changed[name]) == round(0.1 * live[name])
+        assert not set(summary.changed[name]) & set(summary.deleted[name])
+    for table, ids in (("deals", "changed"), ("deal_history", "history"), ("activities", "activities")):
+        differing = {
+            k for k in before[table].keys() | after[table].keys() if before[table].get(k) != after[table].get(k)
+        }
+        reported = {(c, i) for c, group in getattr(summary, ids).items() for i in group}
+        if table == "deals":
+            reported = {(c, i) for c in CRMS for i in summary.deals(c)}
+        assert differing == reported
+    stamp = iso_utc(clock())
+    for name, ids in summary.changed.items():
+        for deal_id in ids:
+            row = (
+                store.connect()
+                .execute("SELECT modified_at FROM deals WHERE crm = ? AND id = ?", (name, deal_id))
+                .fetchone()
+            )
+            assert row[0] == stamp
+    for name, ids in summary.deleted.items():
+        rows = store.connect().execute(
+            f"SELECT deleted_at, modified_at FROM deals WHERE crm = ? AND id IN ({','.join('?' * len(ids))})",
+            (name, *ids),
+        )
+        for deleted_at, modified_at in rows:
+            assert deleted_at == stamp
+            assert (modified_at == stamp) == (name == "salesforce")
+
+
+def _snapshot(store: Store) -> dict[str, dict[tuple[str, str], tuple]]:
+    conn = store.connect()
+    return {
+        table: {(r[0], r[1]): tuple(r) for r in conn.execute(f"SELECT * FROM {table}")}
+        for table in ("deals", "deal_history", "activities")
+    }
+
+
+def test_mutated_history_continues_the_ids(tmp_path) -> None:
+    store, _ = _generate(tmp_path, scale=TINY)
+    store.clock = FixedClock(datetime(2025, 5, 15, 9, 30, tzinfo=UTC))
+    top = store.next_seq("deals", "hubspot") - 1
+    summary = mutate(store, seed=1, changed_fraction=0, added=2, deleted=0, crm="hubspot")
+    assert summary.added["hubspot"] == (str(10_000_000_000 + top + 1), str(10_000_000_000 + top + 2))
+    assert summary.history["hubspot"]
+    assert summary.activities["hubspot"]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2025, 5, 14, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2024, 2, 29, 0, 0, 0, 1_000, tzinfo=UTC),
+        datetime(1999, 12, 31, 12, 7, 5, tzinfo=UTC),
+    ],
+)
+def test_fast_stamps_match_the_store(moment) -> None:
+    ms = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    assert iso_ms(ms) == iso_utc(moment)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"problems": {"stalled_stage", "bogus"}}, "unknown problem"), ({"scale": SMALL}, "already holds")],
+)
+def test_refuses_bad_requests(tmp_path, kwargs, message) -> None:
+    store, _ = _generate(tmp_path / "first", scale=TINY)
+    if "scale" not in kwargs:
+        store = Store(tmp_path / "empty.sqlite")
+    with pytest.raises(ValueError, match=message):
+        generate(store, tmp_path, **{"scale": TINY, "seed": 1, "anchor": ANCHOR, **kwargs})
+
+
+def test_ground_truth_round_trips(company) -> None:
+    store, truth = company
+    loaded = GroundTruth.load(store.path.parent / "ground_truth.json")
+    assert loaded == truth
+    assert loaded.invalid_ids("salesforce", "deals") == {i for c, i in _invalid(truth) if c == "salesforce"} - {
+        d["id"] for d in truth.dirty if d["table"] == "leads"
+    }
+    assert store.meta("seed") == "7"
+    assert store.meta("scale") == "small"
+    assert store.meta("anchor") == "2025-05-14"
+
+
+def test_command_line_generates_and_reports(tmp_path, capsys) -> None:
+    assert main(["--scale", "small", "--seed", "2", "--out", str(tmp_path), "--anchor", "2025-01-01"]) == 0
+    printed = capsys.readouterr().out
+    assert "peak RSS" in printed
+    assert " s," in printed
+    assert (tmp_path / "company.sqlite").exists()
+    assert (tmp_path / "quotas.csv").exists()
+    assert main(["--scale", "small", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1, 13))
+@pytest.mark.parametrize("anchor", [date(2025, 4, 1), date(2025, 6, 30), date(2024, 12, 31), date(2026, 2, 14)])
+def test_planted_problems_hold_for_many_seeds_and_anchors(tmp_path, seed, anchor) -> None:
+    store, truth = _generate(tmp_path, seed=seed, anchor=anchor)
+    check_planted(store, truth, tmp_path)
