@@ -79,7 +79,6 @@ class SalesforceSettings(_Section):
     private_key_path: Path | None = None
     ca_bundle: Path | None = None
     timeout_s: float = Field(30.0, gt=0)
-    bulk_threshold: int = Field(0, ge=0)
 
     @field_validator("api_version")
     @classmethod
