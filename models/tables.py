@@ -4,7 +4,8 @@ Conventions (stable; analysts rely on them):
 - CRM data tables have a text primary key ``id = '<source>:<crm id>'`` (for example
   ``salesforce:006000000000123AAA`` or ``hubspot:1234``), plus ``source`` and
   ``external_id`` (the CRM's own id). The key is stable across re-syncs and rebuilds, so
-  references (``owner_id``, ``opportunity_id``...) can be computed without a lookup.
+  references (``owner_id``, ``opportunity_id``...) can be computed without a lookup, and
+  it makes (source, external_id) unique without another index to maintain.
 - Every instant is UTC (``timestamptz`` on PostgreSQL); business dates (close date, quota
   periods) are plain dates.
 - ``updated_at`` is the CRM's own modification stamp; ``synced_at`` when salespulse last
@@ -80,7 +81,6 @@ reps = Table(
     Column("hired_on", Date),
     Column("created_at", UTCDateTime()),
     *_tail_columns(),
-    UniqueConstraint("source", "external_id"),
     Index(None, "team_id"),
     Index(None, "email"),
     comment="Sales reps and managers (Salesforce User, HubSpot owner).",
@@ -99,7 +99,6 @@ stages = Table(
     Column("is_won", Boolean, nullable=False),
     Column("is_active", Boolean, nullable=False),
     *_tail_columns(deletable=False),
-    UniqueConstraint("source", "external_id"),
     comment="Funnel stages per pipeline.",
 )
 
@@ -120,7 +119,6 @@ leads = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("assigned_at", UTCDateTime(), comment="when the current owner got the lead"),
     *_tail_columns(),
-    UniqueConstraint("source", "external_id"),
     Index(None, "owner_id", "assigned_at"),
     Index(None, "created_at"),
     comment="Leads (Salesforce Lead, HubSpot contact).",
@@ -149,7 +147,6 @@ opportunities = Table(
     Column("lead_id", String(80), comment="leads.id the deal came from, when known"),
     Column("crm_url", String(500), comment="link to the record in the CRM"),
     *_tail_columns(),
-    UniqueConstraint("source", "external_id"),
     Index(None, "owner_id", "is_closed", "close_date"),
     Index(None, "is_closed", "stage", "stage_entered_at"),
     Index(None, "closed_at"),
@@ -166,7 +163,6 @@ stage_changes = Table(
     Column("to_stage", String(255), nullable=False, comment="stages.api_name after"),
     Column("changed_at", UTCDateTime(), nullable=False),
     Column("synced_at", UTCDateTime(), nullable=False),
-    UniqueConstraint("source", "external_id"),
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
     comment="Every stage move of every deal.",
@@ -181,7 +177,6 @@ close_date_changes = Table(
     Column("new_date", Date),
     Column("changed_at", UTCDateTime(), nullable=False),
     Column("synced_at", UTCDateTime(), nullable=False),
-    UniqueConstraint("source", "external_id"),
     Index(None, "opportunity_id", "changed_at"),
     comment="Every change of a deal's expected close date (pushes are later new_date).",
 )
@@ -198,7 +193,6 @@ activities = Table(
     Column("occurred_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime()),
     *_tail_columns(),
-    UniqueConstraint("source", "external_id"),
     Index(None, "opportunity_id", "occurred_at"),
     Index(None, "rep_id", "occurred_at"),
     comment="Calls, emails, meetings, tasks and notes.",

@@ -32,7 +32,15 @@ from sync.lock import heartbeat, source_lock
 from sync.prefetch import prefetch
 from sync.progress import LogProgress, Progress
 from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
-from sync.writer import mark_deleted, quarantine_records, release_from_quarantine, save_cursor, upsert
+from sync.writer import (
+    begin_bulk_load,
+    ensure_indexes,
+    mark_deleted,
+    quarantine_records,
+    release_from_quarantine,
+    save_cursor,
+    upsert,
+)
 
 log = logging.getLogger("salespulse.sync")
 
@@ -118,6 +126,9 @@ class SyncEngine:
                     )
                 ).scalars()
             )
+        with self.engine.begin() as conn:
+            ensure_indexes(conn, spec.table)
+            bulk = begin_bulk_load(conn, spec.table)
         cursor = Cursor() if full else stored
         since = None if full else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
         context = StreamContext(since=since, started_at=sync_started)
@@ -134,6 +145,10 @@ class SyncEngine:
         except (FatalError, RetriableError) as exc:
             result.status = "failed"
             result.error = str(exc)
+        finally:
+            if bulk:
+                with self.engine.begin() as conn:
+                    ensure_indexes(conn, spec.table)
         result.duration_s = time.monotonic() - t0
         self._finish_run(run_id, result, cursor)
         self.progress.finish(result.summary)

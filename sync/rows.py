@@ -121,7 +121,8 @@ def warehouse_id(source: str, external_id: str) -> str:
 def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -> dict[str, Any]:
     """The row for ``record``, or Unusable with the reason it cannot be stored."""
     source = lookups.source
-    row = record.model_dump(exclude={"deleted"})
+    row = dict(record.__dict__)  # the validated fields; much cheaper than model_dump()
+    del row["deleted"]
     if spec.table is quotas:
         row.pop("updated_at")
     else:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 15:54:19.142701
+Create Date: 2026-11-27 16:39:43.769845
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ def upgrade() -> None:
     sa.Column('synced_at', models.types.UTCDateTime(timezone=True), nullable=False, comment='when salespulse last wrote this row'),
     sa.Column('deleted_at', models.types.UTCDateTime(timezone=True), nullable=True, comment='set when deleted/archived in the CRM'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_activities')),
-    sa.UniqueConstraint('source', 'external_id', name=op.f('uq_activities_source_external_id')),
     comment='Calls, emails, meetings, tasks and notes.'
     )
     with op.batch_alter_table('activities', schema=None) as batch_op:
@@ -74,7 +73,6 @@ def upgrade() -> None:
     sa.Column('changed_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('synced_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_close_date_changes')),
-    sa.UniqueConstraint('source', 'external_id', name=op.f('uq_close_date_changes_source_external_id')),
     comment="Every change of a deal's expected close date (pushes are later new_date)."
     )
     with op.batch_alter_table('close_date_changes', schema=None) as batch_op:
@@ -100,7 +98,6 @@ def upgrade() -> None:
     sa.Column('synced_at', models.types.UTCDateTime(timezone=True), nullable=False, comment='when salespulse last wrote this row'),
     sa.Column('deleted_at', models.types.UTCDateTime(timezone=True), nullable=True, comment='set when deleted/archived in the CRM'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_leads')),
-    sa.UniqueConstraint('source', 'external_id', name=op.f('uq_leads_source_external_id')),
     comment='Leads (Salesforce Lead, HubSpot contact).'
     )
     with op.batch_alter_table('leads', schema=None) as batch_op:
@@ -133,7 +130,6 @@ def upgrade() -> None:
     sa.Column('synced_at', models.types.UTCDateTime(timezone=True), nullable=False, comment='when salespulse last wrote this row'),
     sa.Column('deleted_at', models.types.UTCDateTime(timezone=True), nullable=True, comment='set when deleted/archived in the CRM'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_opportunities')),
-    sa.UniqueConstraint('source', 'external_id', name=op.f('uq_opportunities_source_external_id')),
     comment='Deals (Salesforce Opportunity, HubSpot deal).'
     )
     with op.batch_alter_table('opportunities', schema=None) as batch_op:
@@ -191,7 +187,6 @@ def upgrade() -> None:
     sa.Column('synced_at', models.types.UTCDateTime(timezone=True), nullable=False, comment='when salespulse last wrote this row'),
     sa.Column('deleted_at', models.types.UTCDateTime(timezone=True), nullable=True, comment='set when deleted/archived in the CRM'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reps')),
-    sa.UniqueConstraint('source', 'external_id', name=op.f('uq_reps_source_external_id')),
     comment='Sales reps and managers (Salesforce User, HubSpot owner).'
     )
     with op.batch_alter_table('reps', schema=None) as batch_op:
@@ -223,7 +218,6 @@ def upgrade() -> None:
     sa.Column('changed_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('synced_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stage_changes')),
-    sa.UniqueConstraint('source', 'external_id', name=op.f('uq_stage_changes_source_external_id')),
     comment='Every stage move of every deal.'
     )
     with op.batch_alter_table('stage_changes', schema=None) as batch_op:
@@ -245,7 +239,6 @@ def upgrade() -> None:
     sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=True, comment="the CRM's last-modified stamp"),
     sa.Column('synced_at', models.types.UTCDateTime(timezone=True), nullable=False, comment='when salespulse last wrote this row'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stages')),
-    sa.UniqueConstraint('source', 'external_id', name=op.f('uq_stages_source_external_id')),
     comment='Funnel stages per pipeline.'
     )
     op.create_table('sync_locks',

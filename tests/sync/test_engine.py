@@ -273,3 +273,24 @@ def test_only_one_sync_per_source(warehouse: Engine, settings: Settings, clock) 
     results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 5)]])))
     assert results[-1].status == "ok"
     assert count(warehouse, sync_locks) == 0
+
+
+def _index_names(engine: Engine, table: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {ix["name"] for ix in inspect(engine).get_indexes(table)}
+
+
+def test_bulk_load_into_an_empty_table_restores_every_index(warehouse: Engine, settings: Settings, clock) -> None:
+    before = _index_names(warehouse, "opportunities")
+    assert before == {ix.name for ix in opportunities.indexes}
+    results = SyncEngine(warehouse, settings, clock).sync_source(
+        ScriptedConnector(*base_streams([[deal(1, 5)], [deal(2, 6)], [deal(3, 7)]], fail_at=2))
+    )
+    assert results[-1].status == "failed"  # a failure mid-load still puts the indexes back
+    assert _index_names(warehouse, "opportunities") == before
+    from alembic import command
+
+    from models.database import alembic_config
+
+    command.check(alembic_config(warehouse))
