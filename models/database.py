@@ -36,7 +36,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             # Bigger page cache and rarer checkpoints: bulk syncs rewrite index pages a lot.
-            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute("PRAGMA cache_size=-32768")
             cur.execute("PRAGMA wal_autocheckpoint=20000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

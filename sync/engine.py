@@ -175,25 +175,27 @@ class SyncEngine:
         rejected: list[Rejected] = []
         deletions: list[tuple[str, datetime]] = []
         seen: list[tuple[str, datetime | None]] = []
+        key = spec.key
+        boundary = cursor.value
         for item in page:
             value = item.updated_at if isinstance(item, Record) else item.replication_value
             seen.append((item.external_id, value))
-            if is_boundary_duplicate(cursor, item.external_id, value):
+            if value == boundary and is_boundary_duplicate(cursor, item.external_id, value):
                 continue
             result.read += 1
-            if isinstance(item, Deleted):
-                deletions.append((warehouse_id(source, item.external_id), item.deleted_at))
-            elif isinstance(item, Rejected):
-                rejected.append(item)
-            else:
+            if isinstance(item, Record):
                 try:
                     row = to_row(spec, item, lookups, now)
                 except Unusable as exc:
                     rejected.append(Rejected(item.external_id, item.model_dump(mode="json"), exc.message, value))
                     continue
                 # One statement must not touch a row twice (PostgreSQL refuses): keep the last version.
-                rows[tuple(row[c] for c in spec.conflict)] = row
+                rows[key(row)] = row
                 valid_ids.append(item.external_id)
+            elif isinstance(item, Deleted):
+                deletions.append((warehouse_id(source, item.external_id), item.deleted_at))
+            else:
+                rejected.append(item)
         with self.engine.begin() as conn:
             upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns)
             quarantine_records(conn, source, stream.name, rejected, now)

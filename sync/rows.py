@@ -7,8 +7,10 @@ reasons here (``Unusable``), because only the warehouse knows the reps and stage
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, select
@@ -84,6 +86,11 @@ class StreamTable:
     conflict: tuple[str, ...] = ("id",)
     has_updated_at: bool = True
     deletable: bool = True
+
+    @property
+    def key(self) -> Callable[[dict[str, Any]], Any]:
+        """A row's conflict key, e.g. its id."""
+        return itemgetter(*self.conflict)
 
     @property
     def update_columns(self) -> list[str]:

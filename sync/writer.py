@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from sqlalchemy import (
-    Boolean,
     Connection,
     Date,
     Dialect,
@@ -44,15 +44,14 @@ def _sqlite_instant(value: datetime) -> str:
     # so rows written here and by SQLAlchemy compare and parse alike.
     if value.utcoffset():
         value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _sqlite_converter(column_type: Any) -> Callable[[Any], Any] | None:
+    """What sqlite3 cannot bind as it comes (bools and floats it can)."""
     if isinstance(column_type, UTCDateTime):
         return _sqlite_instant
-    if isinstance(column_type, Boolean):
-        return int
-    if isinstance(column_type, Numeric | Float):
+    if isinstance(column_type, Numeric) and not isinstance(column_type, Float):
         return float
     if isinstance(column_type, Date):
         return date.isoformat
@@ -63,8 +62,22 @@ def _sqlite_converter(column_type: Any) -> Callable[[Any], Any] | None:
 class _UpsertPlan:
     sql: str
     columns: tuple[str, ...]
-    converters: tuple[Callable[[Any], Any] | None, ...]
+    conversions: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, converter) where needed
     positional: bool
+
+    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        if not self.positional:
+            return [{c: row[c] for c in self.columns} for row in rows]
+        get = itemgetter(*self.columns)
+        params = []
+        for row in rows:
+            values = list(get(row))
+            for position, convert in self.conversions:
+                value = values[position]
+                if value is not None:
+                    values[position] = convert(value)
+            params.append(tuple(values))
+        return params
 
 
 @lru_cache(maxsize=64)
@@ -78,13 +91,14 @@ def _plan(table: Table, conflict: tuple[str, ...], update: tuple[str, ...], dial
     columns = tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
     stmt = module.insert(table).values({c: bindparam(c) for c in columns})
     stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update})
-    compiled = stmt.compile(dialect=dialect)
     positional = dialect.name == "sqlite"
+    conversions: list[tuple[int, Callable[[Any], Any]]] = []
     if positional:
-        converters = tuple(_sqlite_converter(table.c[c].type) for c in columns)
-    else:
-        converters = tuple(None for _ in columns)
-    return _UpsertPlan(str(compiled), columns, converters, positional)
+        for position, name in enumerate(columns):
+            convert = _sqlite_converter(table.c[name].type)
+            if convert is not None:
+                conversions.append((position, convert))
+    return _UpsertPlan(str(stmt.compile(dialect=dialect)), columns, tuple(conversions), positional)
 
 
 def upsert(
@@ -94,14 +108,7 @@ def upsert(
     if not rows:
         return
     plan = _plan(table, tuple(conflict), tuple(columns), conn.dialect)
-    if plan.positional:
-        pairs = tuple(zip(plan.columns, plan.converters, strict=True))
-        params: list[Any] = [
-            tuple(None if (v := row[c]) is None else (f(v) if f else v) for c, f in pairs) for row in rows
-        ]
-    else:
-        params = [{c: row[c] for c in plan.columns} for row in rows]
-    conn.exec_driver_sql(plan.sql, params)
+    conn.exec_driver_sql(plan.sql, plan.parameters(rows))
 
 
 def mark_deleted(conn: Connection, table: Table, ids_and_times: Iterable[tuple[str, datetime]], now: datetime) -> int:
