@@ -36,8 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-import requests  # noqa: E402
-from simple_salesforce import Salesforce  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from connectors.retry import RetryPolicy  # noqa: E402
@@ -119,14 +117,7 @@ def floor(env: dict[str, str], db_url: str) -> Measure:
     settings = load_settings()
     connector = SalesforceConnector(settings.salesforce, RetryPolicy(), reporting_currency="USD")
     streams = connector.streams()
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(settings.salesforce.ca_bundle)
-    sf = Salesforce(
-        instance_url=settings.salesforce.instance_url,
-        session_id=settings.salesforce.session_id.get_secret_value(),
-        session=session,
-    )
+    sf = connector.client.sf  # the same SDK client, configured as the connector configures it
     is_pg = db_url.startswith("postgresql")
     if is_pg:
         conn = psycopg.connect(db_url.replace("postgresql+psycopg", "postgresql"), autocommit=False)

@@ -105,7 +105,8 @@ class SalesforceClient:
 
     def _login(self) -> Salesforce:
         s = self.settings
-        common = {"session": self.session, "version": s.api_version}
+        # Plain dicts: the SDK's default OrderedDict parsing costs ~20 % of a full sync.
+        common = {"session": self.session, "version": s.api_version, "object_pairs_hook": dict}
         try:
             if s.session_id and s.instance_url:
                 return Salesforce(instance_url=s.instance_url, session_id=s.session_id.get_secret_value(), **common)
