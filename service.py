@@ -116,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the reader left: not an error of ours.
+        sys.stderr.close()
+        return 0
 
 
 # -- commands ------------------------------------------------------------------------

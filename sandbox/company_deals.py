@@ -1,7 +1,7 @@
 """One rep's deals: their lives through the funnel, their history and their activities.
 
-A rep's deals are simulated together (a few thousand at most, whatever the scale), then
-written and forgotten, so memory does not grow with the company. Each deal starts in the
+A rep's deals are simulated together (2,000 at the medium and large scales), then written
+and forgotten, so memory follows the deals per rep, not the size of the company. Each deal starts in the
 first stage of its pipeline; in each open stage it dwells a log-normal time, then moves on
 with the stage's conversion rate or is lost. Anything that would happen after the anchor
 does not happen yet: the deal is open in the stage it was in.
@@ -35,6 +35,7 @@ from sandbox.company_catalog import (
     HOUR_MS,
     MINUTE_MS,
     PRODUCTS,
+    RECENT_DAYS,
     Pipeline,
     Rng,
     Window,
@@ -57,9 +58,9 @@ from sandbox.company_catalog import (
 from sandbox.company_leads import Conversion
 from sandbox.company_org import Person
 from sandbox.company_sink import Sink
-from sandbox.planted import ROLE_RATIOS, Plan, Tuning
+from sandbox.planted import JUNK_DWELL, ROLE_RATIOS, STALL_FACTOR, Plan, Tuning
 
-DWELL_SIGMA = 0.6
+DWELL_SIGMA = 0.35
 GOLDEN = 0.6180339887498949
 _NORMAL = NormalDist()
 MEDIAN_DEAL_USD = 25_000
@@ -73,7 +74,7 @@ STALE_MIN_DAYS, STALE_MAX_DAYS = 24, 60
 class Deal:
     """A deal while its rep is being generated; ``events`` are (stage index, ms), the first at creation."""
 
-    __slots__ = ("amount", "amount_was", "created", "events", "id", "lead_id", "name", "pipeline", "seq")
+    __slots__ = ("amount", "amount_was", "created", "events", "id", "junk", "lead_id", "name", "pipeline", "seq")
 
     def __init__(self, seq: int, deal_id: str, pipeline: Pipeline, created: int, name: str, lead_id: str | None):
         self.seq = seq
@@ -85,6 +86,7 @@ class Deal:
         self.events: list[tuple[int, int]] = [(0, created)]
         self.amount = 0
         self.amount_was = 0.0  # ratio of the first amount to the final one; 0 = never revised
+        self.junk = False  # part of a planted surge of poor prospects (see sandbox.planted)
 
     @property
     def closed(self) -> bool:
@@ -117,29 +119,20 @@ class RepJob:
     quota: int  # this quarter's, in the rep's currency
 
 
+def standard_quota_usd(crm: str, deals: int, plan: Plan, window: Window, seed: int) -> float:
+    """What a rep of ``crm`` with two years' tenure and ``deals`` deals won per quarter over the
+    year before this quarter, in USD: the company sets its quotas from this, so that past
+    attainment hovers around 100 % whatever problems are planted in the CRM's funnel."""
+    rep = Person(crm, "reference", 0, "", "", "", "", "", None, window.start_day, "USD")
+    made = _make_deals(RepJob(rep, deals, 1, [], 0.0, 0), plan, window, Rng(f"{seed}:reference:{crm}"))
+    since = window.quarter_start_ms - 4 * 91 * DAY_MS
+    return sum(d.amount for d in made if d.won and since <= d.last_moment < window.quarter_start_ms) / 4
+
+
 def write_rep_deals(job: RepJob, plan: Plan, window: Window, seed: int, sink: Sink) -> RepResult:
     rng = Rng(f"{seed}:deals:{job.rep.id}")
     rep = job.rep
-    pipelines = pipelines_of(rep.crm)
-    tunings = {p.id: plan.tuning(p) for p in pipelines}
-    deals = []
-    for k in range(job.count):
-        seq = job.first_seq + k
-        if k < len(job.conversions):
-            conv = job.conversions[k]
-            created, company, lead_id = conv.at_ms + rng.randint(1, 30) * MINUTE_MS, conv.company, conv.lead_id
-        else:
-            created, company, lead_id = growth_moment(rng, window, rep.first_day(window)), company_name(rng), None
-        pipeline = pipelines[0] if len(pipelines) == 1 or rng.random() < pipelines[0].share else pipelines[1]
-        name = f"{company} - {rng.choice(PRODUCTS)}"
-        deals.append(Deal(seq, record_id(rep.crm, "deals", seq), pipeline, created, name, lead_id))
-    _simulate(deals, tunings, window, rng)
-    for deal in deals:
-        usd = min(2_000_000, max(1_000, MEDIAN_DEAL_USD * rng.lognormvariate(0, AMOUNT_SIGMA)))
-        deal.amount = list_price(usd * (0.6 if deal.pipeline.id != "default" else 1.0), rep.currency)
-        if len(deal.events) > 1 and rng.random() < AMOUNT_REVISED:
-            deal.amount_was = rng.uniform(0.6, 1.4)
-
+    deals = _make_deals(job, plan, window, rng)
     _shape_quarter(deals, job.quota, plan.role(rep.id), window, rng)
     result = RepResult()
     open_deals = [d for d in deals if not d.closed]
@@ -149,7 +142,7 @@ def write_rep_deals(job: RepJob, plan: Plan, window: Window, seed: int, sink: Si
         if d.created <= window.end_ms - 40 * DAY_MS and d.last_moment <= window.end_ms - 30 * DAY_MS
     ]
     stale = rng.sample(stale_ok, min(len(stale_ok), plan.stale_budget.get(rep.id, 0)))
-    pushed_ok = [d for d in open_deals if d.created <= window.end_ms - 75 * DAY_MS and d not in stale]
+    pushed_ok = [d for d in open_deals if d.created <= window.end_ms - 75 * DAY_MS and d not in set(stale)]
     pushed = rng.sample(pushed_ok, min(len(pushed_ok), plan.pushed_budget.get(rep.id, 0)))
     result.stale = sorted(d.id for d in stale)
     result.pushed = sorted(d.id for d in pushed)
@@ -160,11 +153,47 @@ def write_rep_deals(job: RepJob, plan: Plan, window: Window, seed: int, sink: Si
     return result
 
 
+def _make_deals(job: RepJob, plan: Plan, window: Window, rng: Rng) -> list[Deal]:
+    rep = job.rep
+    pipelines = pipelines_of(rep.crm)
+    tunings = {p.id: plan.tuning(p) for p in pipelines}
+    junk_from = max(len(job.conversions), job.count - round(tunings[pipelines[0].id].junk_share * job.count))
+    deals = []
+    for k in range(job.count):
+        seq = job.first_seq + k
+        if k < len(job.conversions):
+            conv = job.conversions[k]
+            created, company, lead_id = conv.at_ms + rng.randint(1, 30) * MINUTE_MS, conv.company, conv.lead_id
+        else:
+            created, company, lead_id = growth_moment(rng, window, rep.first_day(window)), company_name(rng), None
+        pipeline = pipelines[0] if len(pipelines) == 1 or rng.random() < pipelines[0].share else pipelines[1]
+        if k >= junk_from:
+            pipeline, created = pipelines[0], _surge_moment(window, rng)
+        name = f"{company} - {rng.choice(PRODUCTS)}"
+        deal = Deal(seq, record_id(rep.crm, "deals", seq), pipeline, created, name, lead_id)
+        deal.junk = k >= junk_from
+        deals.append(deal)
+    _simulate(deals, tunings, window, rng)
+    for deal in deals:
+        usd = min(2_000_000, max(1_000, MEDIAN_DEAL_USD * rng.lognormvariate(0, AMOUNT_SIGMA)))
+        deal.amount = list_price(usd * (0.6 if deal.pipeline.id != "default" else 1.0), rep.currency)
+        if len(deal.events) > 1 and rng.random() < AMOUNT_REVISED:
+            deal.amount_was = rng.uniform(0.6, 1.4)
+    return deals
+
+
 # -- the funnel ---------------------------------------------------------------------------------
 def _after(t: int, days: float, rng: Rng) -> int:
     """A business moment about ``days`` after ``t`` (and always after it)."""
     moment = business_moment(workday((t + int(days * DAY_MS)) // DAY_MS), rng)
     return moment if moment > t else t + rng.randint(5, 90) * MINUTE_MS
+
+
+def _surge_moment(window: Window, rng: Rng) -> int:
+    """A moment in the last RECENT_DAYS, when the planted surge of poor prospects came in."""
+    day = window.anchor_day - rng.randint(2, RECENT_DAYS)
+    shifted = workday(day)
+    return business_moment(shifted if shifted <= window.anchor_day else day, rng)
 
 
 def _simulate(deals: list[Deal], tunings: dict[str, Tuning], window: Window, rng: Rng) -> None:
@@ -173,6 +202,7 @@ def _simulate(deals: list[Deal], tunings: dict[str, Tuning], window: Window, rng
     ``owed`` carries, per stage, the rep's running share of deals due a move forward: the
     outcomes are spread evenly over time (error diffusion, see the module docstring).
     """
+    start = window.start_day * DAY_MS
     owed: dict[tuple[str, int], float] = {}
     spread: dict[tuple[str, int], float] = {}
     due: list[tuple[int, int, int]] = []  # (decision moment, seq, stage index)
@@ -183,7 +213,11 @@ def _simulate(deals: list[Deal], tunings: dict[str, Tuning], window: Window, rng
         key = (deal.pipeline.id, i)
         quantile = spread[key] = (spread.get(key, rng.random()) + GOLDEN) % 1.0
         noise = math.exp(DWELL_SIGMA * _NORMAL.inv_cdf(min(max(quantile, 1e-9), 1 - 1e-9)))
-        days = deal.pipeline.stages[i].dwell_days * tunings[deal.pipeline.id].dwell[i] * noise
+        days = deal.pipeline.stages[i].dwell_days * noise
+        if i == tunings[deal.pipeline.id].stalled:  # the stage clogs up over the years
+            days *= 1 + (STALL_FACTOR - 1) * (since - start) / (window.end_ms - start)
+        elif deal.junk:
+            days *= JUNK_DWELL
         moment = _after(since, days, rng)
         if moment <= window.end_ms:
             heapq.heappush(due, (moment, deal.seq, i))
@@ -194,10 +228,10 @@ def _simulate(deals: list[Deal], tunings: dict[str, Tuning], window: Window, rng
         t, seq, i = heapq.heappop(due)
         deal = by_seq[seq]
         pipeline = deal.pipeline
-        advance = pipeline.stages[i].advance
-        if t >= window.recent_ms:
-            advance *= tunings[pipeline.id].recent_advance[i]
-        share = owed.get((pipeline.id, i), rng.random()) + advance
+        if deal.junk:
+            deal.events.append((pipeline.lost, t))
+            continue
+        share = owed.get((pipeline.id, i), rng.random()) + pipeline.stages[i].advance
         owed[(pipeline.id, i)] = share % 1.0
         if share < 1.0:
             deal.events.append((pipeline.lost, t))
@@ -227,7 +261,7 @@ def _quarter_end_rush(t: int, rng: Rng) -> int:
 def _shape_quarter(deals: list[Deal], quota: int, role: str, window: Window, rng: Rng) -> None:
     low, high = ROLE_RATIOS[role]
     target = rng.uniform(low, high) * quota * window.elapsed_days / window.quarter_days
-    wins = sorted((d for d in deals if d.won and d.last_moment >= window.quarter_start_ms), key=lambda d: d.last_moment)
+    wins = [d for d in deals if d.won and d.last_moment >= window.quarter_start_ms]
     if not wins and role != "behind":
         forced = _force_win(deals, window, rng)
         wins = [forced] if forced else []
@@ -244,11 +278,13 @@ def _force_win(deals: list[Deal], window: Window, rng: Rng) -> Deal | None:
     def room(last: int) -> bool:
         return max(last, earliest) + HOUR_MS < latest
 
-    open_deals = [d for d in deals if not d.closed and room(d.last_moment)]
+    open_deals = [d for d in deals if not d.closed and not d.junk and room(d.last_moment)]
     if open_deals:
         deal = min(open_deals, key=lambda d: (-d.events[-1][0], d.last_moment, d.seq))
     else:
-        lost = [d for d in deals if d.closed and not d.won and len(d.events) > 1 and room(d.events[-2][1])]
+        lost = [
+            d for d in deals if d.closed and not d.won and not d.junk and len(d.events) > 1 and room(d.events[-2][1])
+        ]
         if not lost:
             return None
         deal = max(lost, key=lambda d: (d.last_moment, d.seq))
@@ -262,10 +298,11 @@ def _force_win(deals: list[Deal], window: Window, rng: Rng) -> Deal | None:
 
 
 # -- writing ----------------------------------------------------------------------------------------
-def _close_dates(deal: Deal, pushes: int, window: Window, rng: Rng) -> tuple[int, list[tuple[int, int, int]]]:
-    """The final close day and the (old day, new day, ms) changes that led to it."""
+def _close_dates(deal: Deal, planted: bool, window: Window, rng: Rng) -> tuple[int, list[tuple[int, int, int]]]:
+    """The final close day and the (old day, new day, ms) changes that led to it: at most two
+    pushes, the second past the deal's real end, unless ``planted`` (3-5 pushes)."""
     created_day = deal.created // DAY_MS
-    if pushes:
+    if planted:
         return _planted_pushes(created_day, window, rng)
     closed = deal.last_moment if deal.closed else None
     expected, rows = created_day + rng.randint(30, 90), []

@@ -22,6 +22,7 @@ from sandbox.company_catalog import (
     Window,
     business_moment,
     company_name,
+    cumulative,
     growth_moment,
     in_business_hours,
     iso_ms,
@@ -41,6 +42,11 @@ HUBSPOT_LEAD_STATUS = {
     "marketingqualifiedlead": ("OPEN", "IN_PROGRESS"),
     "salesqualifiedlead": ("CONNECTED", "IN_PROGRESS"),
 }
+
+_SOURCE_WEIGHTS = cumulative(LEAD_SOURCE_WEIGHTS)
+_YOUNG_WEIGHTS = cumulative((0.6, 0.1, 0.15, 0.15))
+_OLD_WEIGHTS = cumulative((0.6, 0.2, 0.2))
+_LIFECYCLE_WEIGHTS = cumulative((0.55, 0.30, 0.15))
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ def _write_lead(
     seq = sink.next_seq(crm, "leads")
     lead_id = record_id(crm, "leads", seq)
     first, last, company = rng.choice(FIRST_NAMES_LEADS), rng.choice(LAST_NAMES_LEADS), company_name(rng)
-    source = rng.choices(LEAD_SOURCES, LEAD_SOURCE_WEIGHTS)[0]
+    source = rng.weighted(LEAD_SOURCES, _SOURCE_WEIGHTS)
     assigned = created + rng.randint(1, 120) * MINUTE_MS
     converted_at = None
     if len(converted) < stream.deal_caps[owner.id] and rng.random() < stream.conversion_rate:
@@ -158,13 +164,13 @@ def _status(rng: Rng, crm: str, converted: bool, age_days: float) -> tuple[str, 
         elif age_days < 7:
             status = "Open"
         elif age_days < 45:
-            status = rng.choices(("Working", "Open", "Qualified", "Unqualified"), (0.6, 0.1, 0.15, 0.15))[0]
+            status = rng.weighted(("Working", "Open", "Qualified", "Unqualified"), _YOUNG_WEIGHTS)
         else:
-            status = rng.choices(("Unqualified", "Working", "Qualified"), (0.6, 0.2, 0.2))[0]
+            status = rng.weighted(("Unqualified", "Working", "Qualified"), _OLD_WEIGHTS)
         return status, None, status in ("Qualified", "Converted")
     if converted:
         return "OPEN_DEAL", "opportunity", True
     if age_days < 7:
         return "NEW", "lead", False
-    lifecycle = rng.choices(tuple(HUBSPOT_LEAD_STATUS), (0.55, 0.30, 0.15))[0]
+    lifecycle = rng.weighted(tuple(HUBSPOT_LEAD_STATUS), _LIFECYCLE_WEIGHTS)
     return rng.choice(HUBSPOT_LEAD_STATUS[lifecycle]), lifecycle, lifecycle == "salesqualifiedlead"

@@ -7,18 +7,14 @@ per-table ``seq`` numbers, so ids follow generation order.
 
 from __future__ import annotations
 
-from bisect import bisect
 from typing import Any
 
-from sandbox.company_catalog import ACTIVITY_TYPES, SUBJECTS, Rng, iso_ms, record_id
+from sandbox.company_catalog import ACTIVITY_TYPES, SUBJECTS, Rng, cumulative, iso_ms, record_id
 from sandbox.store import Store
 
 BATCH_ROWS = 5_000
 
-_TYPE_TABLES = {
-    crm: (kinds, [sum(weights[: i + 1]) for i in range(len(weights))])
-    for crm, (kinds, weights) in ACTIVITY_TYPES.items()
-}
+_TYPE_TABLES = {crm: (kinds, cumulative(weights)) for crm, (kinds, weights) in ACTIVITY_TYPES.items()}
 
 
 class Sink:
@@ -57,9 +53,8 @@ class Sink:
         self, rng: Rng, crm: str, owner_id: str, occurred_ms: int, deal_id: str | None, lead_id: str | None
     ) -> str:
         """Log one activity of a random type (the CRM's own mix); returns its id."""
-        kinds, cumulative = _TYPE_TABLES[crm]
-        kind = kinds[min(len(kinds) - 1, bisect(cumulative, rng.random() * cumulative[-1]))]
-        seq = self.next_seq(crm, "activities")
+        kind = rng.weighted(*_TYPE_TABLES[crm])
+        seq = self._seq[(crm, "activities")] = self._seq.get((crm, "activities"), 0) + 1
         stamp = iso_ms(occurred_ms)
         activity_id = record_id(crm, "activities", seq, kind)
         self.add(

@@ -5,11 +5,17 @@ generated data fires exactly where the ground truth says:
 
 - every rep's closed-won amount this quarter is 75-130 % of quota pace, except the
   ``behind_quota`` reps (5-20 %) and the ``ahead_of_quota`` rep (250-320 %);
-- open deals spend similar times in every stage, except the ``stalled_stage`` (its deals
-  stay 14x longer, so its median days-in-stage is several times that of every other stage
-  of the CRM holding at least MIN_OPEN_DEALS open deals);
-- stage conversion is stable over time, except the ``conversion_drop`` transition, whose
-  forward rate in the last 90 days is a quarter of what it was;
+- open deals spend similar times in every stage, except in the ``stalled_stage`` (the
+  fourth of the main pipeline), which has been clogging up for two years: its dwell times
+  grow from normal to 12x, so its median days-in-stage is several times (3.5x or more in
+  our seed sweeps) that of every other stage of the CRM holding at least MIN_OPEN_DEALS
+  open deals, and no other stage reaches 3x;
+- stage conversion is stable over time (last 90 days >= 0.75x the year before, in our
+  sweeps), except the ``conversion_drop`` transition out of the first stage: a surge of
+  poor prospects (30 % of the CRM's deals, created in the last 90 days, all lost in the
+  first stage) brings its forward rate down to 0.4x or less. The surge, not fewer deals
+  moving on, makes the drop: no later stage is starved of new deals, which would age its
+  open deals and look like a second stall;
 - leads are routed round-robin inside each team (per-rep counts differ by at most one),
   except the ``uneven_leads`` team, whose leads of the last 35 days go mostly to 1-2 reps;
 - every open deal has an activity in the last 14 days, except the ``no_activity`` deals
@@ -52,21 +58,23 @@ PROBLEMS = (
     "no_activity",
     "pushed_close_dates",
 )
-STALL_FACTOR = 14.0  # the stalled stage's dwell times, relative to normal
-DROP_FACTOR = 0.25  # the dropped transition's forward rate in the last 90 days, relative to before
+STALLED_STAGE = 3  # the fourth open stage of the main pipeline (Proposal, decisionmakerboughtin)
+STALL_FACTOR = 12.0  # the stalled stage's dwell times at the anchor, relative to normal (1x two years before)
+JUNK_SHARE = 0.3  # of the deals of a rep whose CRM has the conversion drop
+JUNK_DWELL = 0.7  # junk is disqualified a little faster: its first-stage dwell, relative to normal
 LEAD_SKEW_DAYS = 35  # the uneven team's skewed routing covers at least the last 30 days
 LEAD_SKEW_SHARE = 0.85  # of those leads go to the favoured reps
 LEAD_WINDOW_DAYS = 30  # the window the ground truth counts leads in
-MIN_OPEN_DEALS = 5  # a stage with fewer open deals is too small to compare medians with
+MIN_OPEN_DEALS = 10  # a stage with fewer open deals is too small to compare medians with
 ROLE_RATIOS = {"normal": (0.75, 1.30), "behind": (0.05, 0.20), "ahead": (2.50, 3.20)}  # of quota pace
 
 
 @dataclass(frozen=True)
 class Tuning:
-    """Per-pipeline multipliers the deal simulation applies (1.0 everywhere when nothing is planted)."""
+    """How the plan bends one pipeline's simulation (not at all when nothing is planted in it)."""
 
-    dwell: tuple[float, ...]  # per open stage
-    recent_advance: tuple[float, ...]  # per open stage, for exits in the last RECENT_DAYS
+    stalled: int | None = None  # the open stage whose dwell times are STALL_FACTOR times longer
+    junk_share: float = 0.0  # of a rep's deals: a recent surge of prospects, all lost in the first stage
 
 
 @dataclass(frozen=True)
@@ -84,14 +92,9 @@ class Plan:
         return self.roles.get(rep_id, "normal")
 
     def tuning(self, pipeline: Pipeline) -> Tuning:
-        dwell = [1.0] * pipeline.open_count
-        advance = [1.0] * pipeline.open_count
-        if pipeline.id == "default":
-            if pipeline.crm in self.stalled:
-                dwell[self.stalled[pipeline.crm]] = STALL_FACTOR
-            if pipeline.crm in self.dropped:
-                advance[self.dropped[pipeline.crm]] = DROP_FACTOR
-        return Tuning(tuple(dwell), tuple(advance))
+        if pipeline.id != "default":
+            return Tuning()
+        return Tuning(self.stalled.get(pipeline.crm), JUNK_SHARE if pipeline.crm in self.dropped else 0.0)
 
 
 def make_plan(org: Org, deals: int, seed: int, problems: frozenset[str]) -> Plan:
@@ -106,8 +109,8 @@ def make_plan(org: Org, deals: int, seed: int, problems: frozenset[str]) -> Plan
     ahead = rng.choice(candidates) if candidates else None
     stalled, dropped = {}, {}
     for crm in CRMS:
-        stalled[crm] = rng.choice((2, 3))
-        dropped[crm] = 0 if stalled[crm] == 2 else rng.choice((0, 1))
+        stalled[crm] = STALLED_STAGE
+        dropped[crm] = 0
     teams = [t for t in org.teams if len(t.reps) >= 3] or [t for t in org.teams if len(t.reps) >= 2] or list(org.teams)
     uneven = rng.choice(teams)
     favoured = tuple(r.id for r in rng.sample(uneven.reps, 2 if len(uneven.reps) >= 4 else 1))
