@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
 import requests
+from pydantic import ValidationError
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
@@ -34,7 +35,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors import retry
-from connectors.base import Connector, Deleted, Item, Stream, StreamContext
+from connectors.base import Connector, Deleted, Item, Rejected, Stream, StreamContext, readable_reason
 from connectors.errors import AuthError, StreamFailed, TransientError
 from models.errors import ConfigError
 from models.records import (
@@ -256,10 +257,18 @@ class SalesforceStream(Stream):
 
     def _item(self, raw: dict[str, Any], context: StreamContext) -> Item:
         external_id = str(raw.get("Id") or "")
-        stamp = parse_datetime(raw.get(self.replication_key))
         if raw.get("IsDeleted"):
+            stamp = parse_datetime(raw.get(self.replication_key))
             return Deleted(external_id, deleted_at=stamp or context.started_at, replication_value=stamp)
-        return self.build(raw, external_id, stamp, updated_at=raw.get(self.replication_key), **self.map(raw))
+        fields = self.map(raw)
+        fields["external_id"] = external_id
+        fields["updated_at"] = raw.get(self.replication_key)
+        # The hot path: validate once; parse the stamp by hand only for a record refused.
+        try:
+            return self.record_model.model_validate(fields)
+        except ValidationError as exc:
+            stamp = parse_datetime(raw.get(self.replication_key))
+            return Rejected(external_id, raw, readable_reason(exc), stamp)
 
     def map(self, raw: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError

@@ -69,13 +69,18 @@ class _UpsertPlan:
         if not self.positional:
             return [{c: row[c] for c in self.columns} for row in rows]
         get = itemgetter(*self.columns)
+        conversions = self.conversions
+        converted: dict[Any, Any] = {}  # values repeat (synced_at on every row, shared dates)
         params = []
         for row in rows:
             values = list(get(row))
-            for position, convert in self.conversions:
+            for position, convert in conversions:
                 value = values[position]
                 if value is not None:
-                    values[position] = convert(value)
+                    text = converted.get(value)
+                    if text is None:
+                        text = converted[value] = convert(value)
+                    values[position] = text
             params.append(tuple(values))
         return params
 
