@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from models.errors import ConfigError, SalespulseError
+from models.errors import ConfigError, FatalError, SalespulseError
 from models.settings import Settings, load_settings
 
 log = logging.getLogger("salespulse")
@@ -189,17 +189,25 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     failures: list[str] = []
     try:
         for name in sources:
-            connector = build_connector(name, settings)
+            # One CRM refusing us (bad credentials, another sync running) must not stop the other.
             try:
-                results = sync_engine.sync_source(connector, full=args.full)
-            finally:
-                connector.close()
+                connector = build_connector(name, settings)
+                try:
+                    results = sync_engine.sync_source(connector, full=args.full)
+                finally:
+                    connector.close()
+            except FatalError as exc:
+                log.error("source=%s sync did not start: %s", name, exc)  # noqa: TRY400 - one line is the point
+                failures.append(f"{name}: {exc}")
+                continue
             failures += [f"{r.source}/{r.stream}: {r.error}" for r in results if r.status != "ok"]
     finally:
         close = getattr(progress, "close", None)
         if close:
             close()
-    if settings.quotas.path is not None:
+    if settings.quotas.path is not None and failures:
+        log.warning("quota file %s not loaded: its reps may be missing after the failures", settings.quotas.path)
+    elif settings.quotas.path is not None:
         with engine.begin() as conn:
             n = load_quota_file(conn, settings.quotas.path, settings.company, utc_now())
         log.info("quota file %s: stored %d quota line(s)", settings.quotas.path, n)

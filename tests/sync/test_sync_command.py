@@ -63,3 +63,22 @@ def test_sync_with_an_unreachable_crm_exits_1_with_the_reason(tmp_path: Path) ->
     assert "stream(s) did not complete" in result.stderr
     assert "hubspot/reps" in result.stderr
     assert "pat-UNREACHABLE-secret" not in result.stdout + result.stderr
+
+
+def test_one_crm_refusing_us_does_not_stop_the_other(tmp_path: Path) -> None:
+    with Sandbox(tmp_path / "sb", scale=SCALES["small"], seed=3, anchor=date(2026, 11, 20)) as box:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+        env = {
+            **base,
+            **box.env(),
+            "SALESPULSE_DATABASE__URL": f"sqlite:///{tmp_path}/w.db",
+            "SALESPULSE_SALESFORCE__SESSION_ID": "00D-revoked-session",
+        }
+        synced = run(env, "sync")
+        status = run(env, "status")
+    assert synced.returncode == 1
+    assert "salesforce" in synced.stderr
+    assert "session expired or invalid" in synced.stderr.lower()
+    assert "00D-revoked-session" not in synced.stderr
+    assert "hubspot/opportunities" in status.stdout
+    assert "salesforce/opportunities" not in status.stdout
