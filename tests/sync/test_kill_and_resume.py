@@ -2,7 +2,8 @@
 
 The sync runs as a real `python service.py sync` process against the fake Salesforce
 served from this test process; killing it mid-transaction is the crash the engine's
-"page and cursor in one transaction" design exists for.
+"page and cursor in one transaction" design exists for. Kill points are counted in
+pages served, not seconds, so a faster or slower machine still kills mid-sync.
 """
 
 from __future__ import annotations
@@ -48,9 +49,13 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, warehouse_url: str
         env.pop("SALESPULSE_QUOTAS__PATH")
         rng = random.Random(42)
         kills = 0
+        served = box.salesforce.requests
         for _ in range(5):
             proc = start_sync(env)
-            time.sleep(rng.uniform(1.0, 4.0))
+            kill_after = len(served) + rng.randint(2, 6)
+            while proc.poll() is None and len(served) < kill_after:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.2))  # land somewhere inside that page's work
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
