@@ -19,7 +19,7 @@ re-reads from that value inclusively, so order is what makes "nothing lost" hold
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -86,12 +86,23 @@ class Stream(ABC):
     def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:
         """Yield pages of items in ascending replication-key order, deletions included."""
 
-    def build(self, payload: Mapping[str, Any], external_id: str, replication_value: datetime | None, **fields: Any):
-        """Validate mapped fields into this stream's record, or a Rejected item with a readable reason."""
+    def build(
+        self,
+        payload: Mapping[str, Any],
+        external_id: str,
+        replication_value: datetime | Callable[[], datetime | None] | None,
+        **fields: Any,
+    ):
+        """Validate mapped fields into this stream's record, or a Rejected item with a readable reason.
+
+        ``replication_value`` may be a function: it is then called only for a refused record,
+        so a stream whose stamp the model parses anyway does not parse it twice per record.
+        """
         try:
             return self.record_model.model_validate({"external_id": external_id, **fields})
         except ValidationError as exc:
-            return Rejected(external_id, payload, readable_reason(exc), replication_value)
+            value = replication_value() if callable(replication_value) else replication_value
+            return Rejected(external_id, payload, readable_reason(exc), value)
 
 
 class Connector(ABC):

@@ -25,7 +25,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
 import requests
-from pydantic import ValidationError
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
@@ -35,7 +34,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors import retry
-from connectors.base import Connector, Deleted, Item, Rejected, Stream, StreamContext, readable_reason
+from connectors.base import Connector, Deleted, Item, Stream, StreamContext
 from connectors.errors import AuthError, StreamFailed, TransientError
 from models.errors import ConfigError
 from models.records import (
@@ -260,15 +259,8 @@ class SalesforceStream(Stream):
         if raw.get("IsDeleted"):
             stamp = parse_datetime(raw.get(self.replication_key))
             return Deleted(external_id, deleted_at=stamp or context.started_at, replication_value=stamp)
-        fields = self.map(raw)
-        fields["external_id"] = external_id
-        fields["updated_at"] = raw.get(self.replication_key)
-        # The hot path: validate once; parse the stamp by hand only for a record refused.
-        try:
-            return self.record_model.model_validate(fields)
-        except ValidationError as exc:
-            stamp = parse_datetime(raw.get(self.replication_key))
-            return Rejected(external_id, raw, readable_reason(exc), stamp)
+        stamp_text = raw.get(self.replication_key)
+        return self.build(raw, external_id, lambda: parse_datetime(stamp_text), updated_at=stamp_text, **self.map(raw))
 
     def map(self, raw: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
