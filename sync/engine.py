@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -134,11 +135,11 @@ class SyncEngine:
         context = StreamContext(since=since, started_at=sync_started)
         self.progress.start(source, stream.name)
         try:
-            for page in prefetch(stream.get_pages(context)):
+            for batch in transactions(prefetch(stream.get_pages(context)), self.settings.sync.batch_size):
                 cursor = self._write_page(
-                    source, stream, spec, page, cursor, lookups, in_quarantine, holder, sync_started, result
+                    source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result
                 )
-                self.progress.advance(len(page))
+                self.progress.advance(len(batch))
             if full and spec.deletable:
                 result.deleted += self._delete_unseen(source, stream, spec, stream_started)
             result.status = "ok"
@@ -273,6 +274,22 @@ class SyncEngine:
         with self.engine.begin() as conn:
             _derive_stage_entered(conn, source)
             _derive_last_activity(conn, source, since)
+
+
+def transactions(pages: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:
+    """Whole pages joined until a batch holds at least ``size`` items: one transaction each.
+
+    A commit per 2,000-record page spent a tenth of a full sync rewriting the same index
+    pages to the WAL; a crash loses at most one batch of progress, never data.
+    """
+    batch: list[Any] = []
+    for page in pages:
+        batch.extend(page)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _derive_stage_entered(conn: Connection, source: str) -> None:

@@ -21,7 +21,7 @@ from models.records import OpportunityRecord, RepRecord, StageChangeRecord, Stag
 from models.settings import CompanySettings, Settings
 from models.tables import opportunities, quarantine, reps, stage_changes, sync_locks, sync_runs, sync_state
 from sync.cursor import Cursor
-from sync.engine import SyncEngine
+from sync.engine import SyncEngine, transactions
 from sync.lock import SyncLocked
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -178,6 +178,7 @@ def test_a_quarantined_record_that_comes_back_valid_leaves_quarantine(
 
 
 def test_failure_mid_stream_keeps_the_last_committed_cursor(warehouse: Engine, settings: Settings, clock) -> None:
+    settings.sync.batch_size = 1  # every page its own transaction
     pages = [[deal(1, 5)], [deal(2, 6)], [deal(3, 7)]]
     results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams(pages, fail_at=2)))
     assert results[-1].status == "failed"
@@ -193,6 +194,31 @@ def test_failure_mid_stream_keeps_the_last_committed_cursor(warehouse: Engine, s
     SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
     assert streams[2].contexts[0].since == at(6)
     assert count(warehouse, opportunities) == 3
+
+
+def test_a_failure_loses_the_uncommitted_batch_only(warehouse: Engine, settings: Settings, clock) -> None:
+    settings.sync.batch_size = 2
+    pages = [[deal(1, 5)], [deal(2, 6)], [deal(3, 7)], [deal(4, 8)]]
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams(pages, fail_at=3)))
+    assert results[-1].status == "failed"
+    with warehouse.connect() as conn:
+        cursor = conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
+    # Pages 1+2 committed together; page 3 waited for page 4 and went down with the failure.
+    assert Cursor.from_json(cursor).value == at(6)
+    assert count(warehouse, opportunities) == 2
+
+
+@pytest.mark.parametrize(
+    ("pages", "size", "batches"),
+    [
+        ([[1, 2], [3], [4, 5, 6], [7]], 3, [[1, 2, 3], [4, 5, 6], [7]]),
+        ([[1, 2], [3]], 1, [[1, 2], [3]]),  # pages are never split
+        ([[1], [], [2]], 5, [[1, 2]]),
+        ([], 5, []),
+    ],
+)
+def test_pages_join_into_transactions(pages: list[list[int]], size: int, batches: list[list[int]]) -> None:
+    assert list(transactions(iter(pages), size)) == batches
 
 
 def test_boundary_records_are_not_counted_twice(warehouse: Engine, settings: Settings, clock) -> None:

@@ -151,6 +151,7 @@ def test_transient_faults_mid_paging_are_retried_and_nothing_is_lost(
 def test_retries_exhausted_stop_the_stream_with_its_cursor_unchanged(tmp_path: Path, box: Sandbox) -> None:
     engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
     settings = settings_for(box)
+    settings.sync.batch_size = 2000  # a transaction per Salesforce page
     box.salesforce.faults.arm("server_error", path=NEXT_PAGE, times=100, status=503)
     results = sync(engine, settings)
     tasks = next(r for r in results if r.stream == "tasks")
@@ -214,6 +215,7 @@ def test_many_records_sharing_the_cursor_timestamp_across_pages_are_all_kept(tmp
         store.insert_many("deals", rows)
         engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
         settings = settings_for(box)
+        settings.sync.batch_size = 2000  # a transaction per page, so the first page's boundary is committed
         box.salesforce.faults.arm("server_error", path=NEXT_PAGE, times=100, status=503)
         results = sync(engine, settings)
         assert next(r for r in results if r.stream == "opportunities").status == "failed"
