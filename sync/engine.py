@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
@@ -28,10 +29,11 @@ from models.errors import FatalError, RetriableError
 from models.records import Record
 from models.settings import Settings
 from models.tables import activities, opportunities, quarantine, stage_changes, sync_runs, sync_state
+from sync import workers
 from sync.cursor import Cursor, advance, is_boundary_duplicate, lower_bound
 from sync.lock import heartbeat, source_lock
 from sync.prefetch import prefetch
-from sync.progress import LogProgress, Progress
+from sync.progress import LogProgress, Progress, StreamProgress
 from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
 from sync.writer import (
     begin_bulk_load,
@@ -70,6 +72,9 @@ class StreamResult:
         return f"{text} error={self.error!r}" if self.error else text
 
 
+StreamWork = Callable[[Stream, StreamProgress], StreamResult]
+
+
 class SyncEngine:
     def __init__(self, engine: Engine, settings: Settings, clock: Clock, progress: Progress | None = None) -> None:
         self.engine = engine
@@ -78,26 +83,73 @@ class SyncEngine:
         self.progress = progress or LogProgress()
 
     def sync_source(self, connector: Connector, *, full: bool = False) -> list[StreamResult]:
+        """Every stream of the connector, up to ``sync.workers`` at once, each after the streams it needs."""
         source = connector.source
-        results: list[StreamResult] = []
         with source_lock(self.engine, source, self.clock, self.settings.sync.lock_timeout_s) as holder:
             started_at = self.clock()
-            failed: set[str] = set()
-            for stream in connector.streams():
-                missing = [d for d in DEPENDS_ON.get(stream.target, ()) if d in failed]
-                if missing:
-                    result = self._skipped(source, stream, f"skipped: {', '.join(missing)} failed in this run")
-                else:
-                    result = self._run_stream(source, stream, holder, started_at, full=full)
-                if result.status != "ok":
-                    failed.add(stream.target)
-                results.append(result)
+            streams = connector.streams()
+
+            def work(stream: Stream, progress: StreamProgress) -> StreamResult:
+                return self._run_stream(source, stream, holder, started_at, progress, full=full)
+
+            if self.settings.sync.workers > 1 and workers.available():
+                results = self._run_forked(connector, streams, work)
+            else:
+                results = self._run_in_turn(source, streams, work)
             self._derive(source, started_at)
         return results
 
+    def _run_in_turn(self, source: str, streams: list[Stream], work: StreamWork) -> list[StreamResult]:
+        results: list[StreamResult] = []
+        failed: set[str] = set()
+        for stream in streams:
+            missing = failed.intersection(DEPENDS_ON.get(stream.target, ()))
+            if missing:
+                result = self._skipped(source, stream, missing)
+            else:
+                result = work(stream, self.progress.stream(source, stream.name))
+            if result.status != "ok":
+                failed.add(stream.target)
+            results.append(result)
+        return results
+
+    def _run_forked(self, connector: Connector, streams: list[Stream], work: StreamWork) -> list[StreamResult]:
+        """Streams in worker processes; one starts when a slot is free and the streams it needs have ended."""
+        source = connector.source
+        pool = workers.WorkerPool(self.settings.sync.workers)
+        results: dict[int, StreamResult] = {}
+        failed: set[str] = set()
+        waiting = list(range(len(streams)))
+        targets = [stream.target for stream in streams]
+        try:
+            while waiting or pool.running:
+                while not pool.full and (slot := next_startable(targets, waiting, pool.running)) is not None:
+                    stream = streams[slot]
+                    waiting.remove(slot)
+                    missing = failed.intersection(DEPENDS_ON.get(stream.target, ()))
+                    if missing:
+                        results[slot] = self._skipped(source, stream, missing)
+                        failed.add(stream.target)
+                        continue
+                    # The child must not inherit a pooled socket (HTTP or database) the parent also holds.
+                    connector.close()
+                    self.engine.dispose()
+                    pool.start(slot, partial(work, stream), self.progress.stream(source, stream.name))
+                if pool.running:
+                    worker = pool.next_finished()
+                    stream = streams[worker.slot]
+                    result = worker.result or self._worker_died(source, stream, worker.process.exitcode)
+                    worker.progress.finish(result.summary)
+                    if result.status != "ok":
+                        failed.add(stream.target)
+                    results[worker.slot] = result
+        finally:
+            pool.stop()
+        return [results[i] for i in range(len(streams))]
+
     # -- one stream ----------------------------------------------------------------
     def _run_stream(
-        self, source: str, stream: Stream, holder: str, sync_started: datetime, *, full: bool
+        self, source: str, stream: Stream, holder: str, sync_started: datetime, progress: StreamProgress, *, full: bool
     ) -> StreamResult:
         spec = STREAM_TABLES[stream.target]
         result = StreamResult(source, stream.name, "running")
@@ -133,13 +185,12 @@ class SyncEngine:
         cursor = Cursor() if full else stored
         since = None if full else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
         context = StreamContext(since=since, started_at=sync_started)
-        self.progress.start(source, stream.name)
         try:
             for batch in transactions(prefetch(stream.get_pages(context)), self.settings.sync.batch_size):
                 cursor = self._write_page(
                     source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result
                 )
-                self.progress.advance(len(batch))
+                progress.advance(len(batch))
             if full and spec.deletable:
                 result.deleted += self._delete_unseen(source, stream, spec, stream_started)
             result.status = "ok"
@@ -152,7 +203,7 @@ class SyncEngine:
                     ensure_indexes(conn, spec.table)
         result.duration_s = time.monotonic() - t0
         self._finish_run(run_id, result, cursor)
-        self.progress.finish(result.summary)
+        progress.finish(result.summary)
         level = logging.INFO if result.status == "ok" else logging.ERROR
         log.log(level, "source=%s stream=%s %s", source, stream.name, result.summary)
         return result
@@ -231,7 +282,8 @@ class SyncEngine:
         with self.engine.begin() as conn:
             return conn.execute(update(table).where(and_(*conditions)).values(deleted_at=now)).rowcount or 0
 
-    def _skipped(self, source: str, stream: Stream, reason: str) -> StreamResult:
+    def _skipped(self, source: str, stream: Stream, missing: set[str]) -> StreamResult:
+        reason = f"skipped: {', '.join(sorted(missing))} failed in this run"
         result = StreamResult(source, stream.name, "skipped", error=reason)
         now = self.clock()
         with self.engine.begin() as conn:
@@ -249,6 +301,19 @@ class SyncEngine:
             )
         log.error("source=%s stream=%s %s", source, stream.name, result.summary)
         return result
+
+    def _worker_died(self, source: str, stream: Stream, exitcode: int | None) -> StreamResult:
+        """A worker that ended without a result (killed, out of memory, a bug): its run failed, its cursor stands."""
+        how = f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exited ({exitcode})"
+        error = f"the worker process {how} before the stream finished; see the log above; the next run resumes"
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sync_runs)
+                .where(sync_runs.c.source == source, sync_runs.c.stream == stream.name, sync_runs.c.status == "running")
+                .values(status="failed", finished_at=self.clock(), error=error)
+            )
+        log.error("source=%s stream=%s status=failed error=%r", source, stream.name, error)
+        return StreamResult(source, stream.name, "failed", error=error)
 
     def _finish_run(self, run_id: int, result: StreamResult, cursor: Cursor) -> None:
         with self.engine.begin() as conn:
@@ -274,6 +339,19 @@ class SyncEngine:
         with self.engine.begin() as conn:
             _derive_stage_entered(conn, source)
             _derive_last_activity(conn, source, since)
+
+
+def next_startable(targets: list[str], waiting: list[int], running: Iterable[int]) -> int | None:
+    """The first waiting stream whose needs have all ended and whose table no running stream is loading.
+
+    ``targets`` are the streams' tables by position; ``waiting`` and ``running`` are positions.
+    """
+    busy = {targets[i] for i in running}
+    for slot in waiting:
+        unfinished = busy | {targets[i] for i in waiting if i != slot}
+        if targets[slot] not in busy and not unfinished.intersection(DEPENDS_ON.get(targets[slot], ())):
+            return slot
+    return None
 
 
 def transactions(pages: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:

@@ -1,4 +1,7 @@
-"""Progress of a sync: a bar per stream on a terminal, plain log lines otherwise."""
+"""Progress of a sync: a bar per stream on a terminal, plain log lines otherwise.
+
+Streams may run at the same time (``sync.workers``), so progress is a handle per stream.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,33 @@ from typing import Protocol
 log = logging.getLogger("salespulse.sync")
 
 
-class Progress(Protocol):
-    def start(self, source: str, stream: str) -> None: ...
+class StreamProgress(Protocol):
     def advance(self, records: int) -> None: ...
     def finish(self, summary: str) -> None: ...
+
+
+class Progress(Protocol):
+    def stream(self, source: str, stream: str) -> StreamProgress: ...
+
+
+class _LogLines:
+    def __init__(self, label: str, every_s: float) -> None:
+        self.label = label
+        self.every_s = every_s
+        self.count = 0
+        self.t0 = self.last = time.monotonic()
+        log.info("%s event=start", label)
+
+    def advance(self, records: int) -> None:
+        self.count += records
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            rate = self.count / max(now - self.t0, 1e-9)
+            log.info("%s event=progress records=%d rate=%.0f/s", self.label, self.count, rate)
+
+    def finish(self, summary: str) -> None:
+        """The engine logs the stream's outcome itself."""
 
 
 class LogProgress:
@@ -21,26 +47,25 @@ class LogProgress:
 
     def __init__(self, every_s: float = 10.0) -> None:
         self.every_s = every_s
-        self._label = ""
-        self._count = 0
-        self._t0 = self._last = 0.0
 
-    def start(self, source: str, stream: str) -> None:
-        self._label = f"source={source} stream={stream}"
-        self._count = 0
-        self._t0 = self._last = time.monotonic()
-        log.info("%s event=start", self._label)
+    def stream(self, source: str, stream: str) -> StreamProgress:
+        return _LogLines(f"source={source} stream={stream}", self.every_s)
+
+
+class _Bar:
+    def __init__(self, bars: BarProgress, label: str) -> None:
+        self.bars = bars
+        self.task = bars.rich.add_task(label, total=None, rate="", summary="")
+        self.count = 0
+        self.t0 = time.monotonic()
 
     def advance(self, records: int) -> None:
-        self._count += records
-        now = time.monotonic()
-        if now - self._last >= self.every_s:
-            self._last = now
-            rate = self._count / max(now - self._t0, 1e-9)
-            log.info("%s event=progress records=%d rate=%.0f/s", self._label, self._count, rate)
+        self.count += records
+        rate = self.count / max(time.monotonic() - self.t0, 1e-9)
+        self.bars.rich.update(self.task, advance=records, rate=f"{rate:,.0f}/s", refresh=True)
 
     def finish(self, summary: str) -> None:
-        """The engine logs the stream's outcome itself."""
+        self.bars.rich.update(self.task, total=self.count, summary=summary, refresh=True)
 
 
 class BarProgress:
@@ -49,7 +74,7 @@ class BarProgress:
     def __init__(self) -> None:
         from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(
+        self.rich = Progress(
             SpinnerColumn(),
             TextColumn("{task.description:<28}"),
             MofNCompleteColumn(),
@@ -57,28 +82,17 @@ class BarProgress:
             TimeElapsedColumn(),
             TextColumn("{task.fields[summary]}"),
             transient=False,
+            # No refresh thread: sync workers are forked, and forking a threaded process can deadlock.
+            auto_refresh=False,
         )
-        self._task = None
-        self._t0 = 0.0
-        self._count = 0
 
-    def start(self, source: str, stream: str) -> None:
-        if self._task is None and not self._progress.live.is_started:
-            self._progress.start()
-        self._t0 = time.monotonic()
-        self._count = 0
-        self._task = self._progress.add_task(f"{source}/{stream}", total=None, rate="", summary="")
-
-    def advance(self, records: int) -> None:
-        self._count += records
-        rate = self._count / max(time.monotonic() - self._t0, 1e-9)
-        self._progress.update(self._task, advance=records, rate=f"{rate:,.0f}/s")
-
-    def finish(self, summary: str) -> None:
-        self._progress.update(self._task, total=self._count, summary=summary)
+    def stream(self, source: str, stream: str) -> StreamProgress:
+        if not self.rich.live.is_started:
+            self.rich.start()
+        return _Bar(self, f"{source}/{stream}")
 
     def close(self) -> None:
-        self._progress.stop()
+        self.rich.stop()
 
 
 def progress_for_terminal() -> Progress:

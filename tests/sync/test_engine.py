@@ -6,6 +6,9 @@ error at a chosen page); the real connectors are tested against the sandbox serv
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,8 +23,9 @@ from models.clock import FixedClock
 from models.records import OpportunityRecord, RepRecord, StageChangeRecord, StageRecord
 from models.settings import CompanySettings, Settings
 from models.tables import opportunities, quarantine, reps, stage_changes, sync_locks, sync_runs, sync_state
+from sync import workers
 from sync.cursor import Cursor
-from sync.engine import SyncEngine, transactions
+from sync.engine import SyncEngine, next_startable, transactions
 from sync.lock import SyncLocked
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -86,10 +90,8 @@ class ListStream(Stream):
         self.record_model = OpportunityRecord  # type: ignore[misc]
         self.pages = pages
         self.fail_at = fail_at
-        self.contexts: list[StreamContext] = []
 
     def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:
-        self.contexts.append(context)
         for n, page in enumerate(self.pages):
             if n == self.fail_at:
                 raise StreamFailed("scripted failure", stream=self.name)
@@ -108,9 +110,13 @@ class ScriptedConnector(Connector):
         return self._streams
 
 
-@pytest.fixture
-def settings() -> Settings:
+@pytest.fixture(params=[1, 2], ids=["in-turn", "forked"])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Every engine test runs streams one after another in-process, and in worker processes."""
     s = Settings()
+    s.sync.workers = request.param
+    if request.param > 1:
+        assert workers.available(), "this process runs threads: the engine would not fork"
     s.company = CompanySettings(fx_rates={"EUR": Decimal("1.10")})
     s.sync.lookback_s = 0
     return s
@@ -190,9 +196,12 @@ def test_failure_mid_stream_keeps_the_last_committed_cursor(warehouse: Engine, s
     assert run["status"] == "failed"
     assert run["records_written"] == 2
     # The next run resumes from the cursor (inclusive) and gets the rest.
-    streams = base_streams(pages)
-    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
-    assert streams[2].contexts[0].since == at(6)
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams(pages)))
+    with warehouse.connect() as conn:
+        rerun = conn.execute(select(sync_runs).where(sync_runs.c.stream == "opportunities").order_by(sync_runs.c.id))
+        rerun = rerun.mappings().all()[-1]
+    assert Cursor.from_json(rerun["cursor_before"]).value == at(6)
+    assert rerun["records_read"] == 1  # deal 2 is the boundary record already stored
     assert count(warehouse, opportunities) == 3
 
 
@@ -206,6 +215,65 @@ def test_a_failure_loses_the_uncommitted_batch_only(warehouse: Engine, settings:
     # Pages 1+2 committed together; page 3 waited for page 4 and went down with the failure.
     assert Cursor.from_json(cursor).value == at(6)
     assert count(warehouse, opportunities) == 2
+
+
+class DyingStream(ListStream):
+    """Its process is SIGKILLed (out of memory, say) once its first page is committed."""
+
+    def __init__(self, name: str, pages: list[list[Item]], warehouse: Engine) -> None:
+        super().__init__(name, pages)
+        self.warehouse = warehouse
+
+    def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:  # noqa: ARG002
+        yield self.pages[0]
+        while count(self.warehouse, sync_state, sync_state.c.stream == self.name) == 0:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+        yield from self.pages[1:]
+
+
+def test_a_worker_that_dies_fails_its_stream_and_the_rest_goes_on(warehouse: Engine, clock) -> None:
+    settings = Settings(company=CompanySettings(fx_rates={"EUR": Decimal("1.10")}))
+    settings.sync.batch_size = 1
+    assert workers.available()
+    streams = base_streams([[rep(3)]])
+    streams[2] = DyingStream("opportunities", [[deal(1, 5)], [deal(2, 6)]], warehouse)
+    moved = StageChangeRecord(
+        external_id="h1", opportunity_id="d1", to_stage="Proposal", changed_at=at(7), updated_at=at(7)
+    )
+    streams.append(ListStream("stage_changes", [[moved]]))
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
+    statuses = {r.stream: r.status for r in results}
+    assert statuses == {"reps": "ok", "stages": "ok", "opportunities": "failed", "stage_changes": "ok"}
+    assert "killed by signal 9" in results[2].error
+    with warehouse.connect() as conn:
+        run = conn.execute(select(sync_runs).where(sync_runs.c.stream == "opportunities")).mappings().one()
+        cursor = conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
+    assert run["status"] == "failed"
+    assert "killed by signal 9" in run["error"]
+    assert Cursor.from_json(cursor).value == at(5)  # the first page committed before the death
+    assert count(warehouse, opportunities) == 1
+
+
+SALESFORCE = ["reps", "stages", "leads", "opportunities", "stage_changes", "activities", "activities", "quotas"]
+
+
+@pytest.mark.parametrize(
+    ("waiting", "running", "expected"),
+    [
+        ([0, 1, 2, 3, 4, 5, 6, 7], [], 0),
+        ([1, 2, 3, 4, 5, 6, 7], [0], 1),
+        ([2, 3, 4, 5, 6, 7], [0, 1], 4),  # leads and deals wait for reps and stages
+        ([2, 3, 4, 5, 6, 7], [1], 2),  # leads need reps only
+        ([2, 3, 5, 6, 7], [4], 2),
+        ([3, 6, 7], [5], 3),  # tasks load activities: events waits for its turn
+        ([6, 7], [5], 7),
+        ([6], [5], None),
+        ([], [], None),
+    ],
+)
+def test_next_startable(waiting: list[int], running: list[int], expected: int | None) -> None:
+    assert next_startable(SALESFORCE, waiting, running) == expected
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,21 @@ ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("opportunities", "leads", "stage_changes", "activities")
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its new parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def start_sync(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "service.py"), "sync", "--source", "salesforce"],
@@ -49,6 +64,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, warehouse_url: str
         env.pop("SALESPULSE_QUOTAS__PATH")
         rng = random.Random(42)
         kills = 0
+        orphans_checked = 0
         served = box.salesforce.requests
         for _ in range(5):
             proc = start_sync(env)
@@ -57,10 +73,18 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, warehouse_url: str
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.2))  # land somewhere inside that page's work
             if proc.poll() is None:
+                workers = children(proc.pid)
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
+                # Stream workers die with the sync: none may go on writing behind the next run's back.
+                deadline = time.monotonic() + 5
+                while any(alive(w) for w in workers) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert not any(alive(w) for w in workers), "a worker outlived its killed parent"
+                orphans_checked += len(workers)
             proc.wait(timeout=60)
         assert kills >= 3, "the sync finished before most kills: make the company bigger"
+        assert orphans_checked >= 1, "no kill found stream workers running: the sync did not fork"
         final = start_sync(env)
         _, stderr = final.communicate(timeout=300)
         assert final.returncode == 0, stderr.decode()[-2000:]

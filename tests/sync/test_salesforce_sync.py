@@ -137,6 +137,7 @@ def test_transient_faults_mid_paging_are_retried_and_nothing_is_lost(
     engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
     settings = settings_for(box)
     settings.sync.max_retries = 6
+    settings.sync.workers = 1  # the back-off sleeps are recorded in this process
     # Faults on the next pages of every query (the first pages pass).
     box.salesforce.faults.arm(kind, path=NEXT_PAGE, skip=0, **options)
     sleeps = Sleeps()
