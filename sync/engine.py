@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -342,16 +343,24 @@ class SyncEngine:
 
 
 def next_startable(targets: list[str], waiting: list[int], running: Iterable[int]) -> int | None:
-    """The first waiting stream whose needs have all ended and whose table no running stream is loading.
+    """The waiting stream to start now, or None.
 
-    ``targets`` are the streams' tables by position; ``waiting`` and ``running`` are positions.
+    A stream can start when the streams it needs have ended and no running stream loads its
+    table. Of those, the one heading the longest queue for a table goes first: streams of one
+    table take turns (Salesforce tasks then events, HubSpot's five engagement kinds), so that
+    queue is the sync's critical path. ``targets`` are the streams' tables by position;
+    ``waiting`` and ``running`` are positions.
     """
     busy = {targets[i] for i in running}
+    queued = Counter(targets[i] for i in waiting)
+    best: int | None = None
     for slot in waiting:
         unfinished = busy | {targets[i] for i in waiting if i != slot}
-        if targets[slot] not in busy and not unfinished.intersection(DEPENDS_ON.get(targets[slot], ())):
-            return slot
-    return None
+        if targets[slot] in busy or unfinished.intersection(DEPENDS_ON.get(targets[slot], ())):
+            continue
+        if best is None or queued[targets[slot]] > queued[targets[best]]:
+            best = slot
+    return best
 
 
 def transactions(pages: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:

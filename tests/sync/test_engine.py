@@ -261,13 +261,12 @@ SALESFORCE = ["reps", "stages", "leads", "opportunities", "stage_changes", "acti
 @pytest.mark.parametrize(
     ("waiting", "running", "expected"),
     [
-        ([0, 1, 2, 3, 4, 5, 6, 7], [], 0),
-        ([1, 2, 3, 4, 5, 6, 7], [0], 1),
-        ([2, 3, 4, 5, 6, 7], [0, 1], 4),  # leads and deals wait for reps and stages
-        ([2, 3, 4, 5, 6, 7], [1], 2),  # leads need reps only
-        ([2, 3, 5, 6, 7], [4], 2),
-        ([3, 6, 7], [5], 3),  # tasks load activities: events waits for its turn
-        ([6, 7], [5], 7),
+        ([0, 1, 2, 3, 4, 5, 6, 7], [], 5),  # activities come in two streams: the longest queue starts first
+        ([0, 1, 2, 3, 4, 6, 7], [5], 0),  # events wait for tasks; then list order
+        ([1, 2, 3, 4, 6, 7], [0, 5], 1),
+        ([2, 3, 4, 6, 7], [0, 1], 4),  # leads and deals wait for reps and stages
+        ([2, 3, 6, 7], [1], 2),  # leads need reps only
+        ([3, 6, 7], [2], 3),
         ([6], [5], None),
         ([], [], None),
     ],
