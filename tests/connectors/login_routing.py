@@ -37,6 +37,7 @@ class ToFake(HTTPAdapter):
 
 def session_to(fake_base_url: str) -> tuple[requests.Session, ToFake]:
     session = requests.Session()
+    session.trust_env = False  # a REQUESTS_CA_BUNDLE in the environment must not replace session.verify
     adapter = ToFake(fake_base_url)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
