@@ -24,9 +24,11 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
+import jwt
 import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
@@ -53,6 +55,15 @@ log = logging.getLogger("salespulse.connectors.salesforce")
 
 SOURCE = "salesforce"
 MAX_QUERY_RESTARTS = 3
+_DOMAIN_HINT = "and domain ('login' for production, 'test' for a sandbox org)"
+PASSWORD_HINT = (
+    "check the username, SALESPULSE_SALESFORCE__PASSWORD and SALESPULSE_SALESFORCE__SECURITY_TOKEN (a password "
+    f"change or reset sends the user a new token) {_DOMAIN_HINT}"
+)
+JWT_HINT = (
+    "check the username, client_id (the connected app's consumer key), that the private key belongs to the "
+    f"certificate uploaded to the connected app, that the user is pre-authorized for the app {_DOMAIN_HINT}"
+)
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -101,32 +112,49 @@ class SalesforceClient:
         self.session = session or requests.Session()
         self.session.trust_env = False
         self.session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
-        self.sf = self._login()
+        self.sf = self._login_with_retries()
+
+    def _login_with_retries(self) -> Salesforce:
+        """A login that meets a network blip or a busy login server waits and tries again, like any request."""
+        return retry.call(self._login, self.policy, what="Salesforce login")
 
     def _login(self) -> Salesforce:
         s = self.settings
         # Plain dicts: the SDK's default OrderedDict parsing costs ~20 % of a full sync.
         common = {"session": self.session, "version": s.api_version, "object_pairs_hook": dict}
-        try:
-            if s.session_id and s.instance_url:
-                return Salesforce(instance_url=s.instance_url, session_id=s.session_id.get_secret_value(), **common)
-            if s.username and s.password and s.security_token:
-                return Salesforce(
-                    username=s.username,
-                    password=s.password.get_secret_value(),
-                    security_token=s.security_token.get_secret_value(),
-                    domain=s.domain,
-                    **common,
+        if s.session_id and s.instance_url:
+            return Salesforce(instance_url=s.instance_url, session_id=s.session_id.get_secret_value(), **common)
+        if s.username and s.password and s.security_token:
+            password, token = s.password.get_secret_value(), s.security_token.get_secret_value()
+            return _log_in(
+                lambda: Salesforce(
+                    username=s.username, password=password, security_token=token, domain=s.domain, **common
+                ),
+                PASSWORD_HINT,
+            )
+        if s.username and s.client_id and (s.private_key or s.private_key_path):
+            key = (
+                {"privatekey": s.private_key.get_secret_value()}
+                if s.private_key
+                else {"privatekey_file": str(s.private_key_path)}
+            )
+            try:
+                return _log_in(
+                    lambda: Salesforce(username=s.username, consumer_key=s.client_id, domain=s.domain, **key, **common),
+                    JWT_HINT,
                 )
-            if s.username and s.client_id and (s.private_key or s.private_key_path):
-                key = (
-                    {"privatekey": s.private_key.get_secret_value()}
-                    if s.private_key
-                    else {"privatekey_file": str(s.private_key_path)}
-                )
-                return Salesforce(username=s.username, consumer_key=s.client_id, domain=s.domain, **key, **common)
-        except SalesforceError as exc:
-            raise AuthError(f"Salesforce login failed: {type(exc).__name__}; check the credentials") from None
+            except jwt.InvalidKeyError:
+                raise ConfigError(
+                    "not a PEM RSA private key (the JWT bearer flow signs with RS256)",
+                    source="settings",
+                    key="salesforce.private_key" if s.private_key else "salesforce.private_key_path",
+                ) from None
+            except (FileNotFoundError, PermissionError) as exc:
+                raise ConfigError(
+                    f"cannot read the private key file {s.private_key_path}: {exc.strerror}",
+                    source="settings",
+                    key="salesforce.private_key_path",
+                ) from None
         raise ConfigError(
             "no complete Salesforce credentials: set instance_url + SALESPULSE_SALESFORCE__SESSION_ID, or username + "
             "SALESPULSE_SALESFORCE__PASSWORD + SALESPULSE_SALESFORCE__SECURITY_TOKEN, or username + client_id + a "
@@ -141,7 +169,7 @@ class SalesforceClient:
                 "Salesforce session expired or invalid; a bare session id cannot be renewed: set a fresh "
                 "SALESPULSE_SALESFORCE__SESSION_ID (or configure username/password or JWT so salespulse can log in)"
             )
-        self.sf = self._login()
+        self.sf = self._login_with_retries()
 
     def pages(self, soql: str, what: str) -> Iterator[list[dict[str, Any]]]:
         """Every page of a queryAll, each fetched with retries."""
@@ -172,10 +200,30 @@ class SalesforceClient:
         return retry.call(lambda: _translate(fn, what), self.policy, what=what, reauth=self.reauth)
 
 
+def _log_in(connect: Callable[[], Salesforce], hint: str) -> Salesforce:
+    try:
+        return connect()
+    except SalesforceAuthenticationFailed as exc:
+        raise _login_refused(exc, hint) from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(f"Salesforce login: connection problem: {type(exc).__name__}") from None
+
+
+def _login_refused(exc: SalesforceAuthenticationFailed, hint: str, **fields: object) -> AuthError | TransientError:
+    # The SDK puts the HTTP status in place of the error code when the login server's answer
+    # was not a SOAP fault or OAuth error (an HTML error page, a proxy's 503).
+    if isinstance(exc.code, int) and exc.code >= 500:
+        return TransientError(f"Salesforce login server answered {exc.code}", **fields)
+    return AuthError(f"Salesforce refused the login ({exc.code}: {exc.auth_message[:200]}); {hint}", **fields)
+
+
 def _translate(fn: Callable[[], Any], what: str) -> Any:
     """SDK and transport exceptions to ours, by what the engine should do."""
     try:
         return fn()
+    except SalesforceAuthenticationFailed as exc:
+        # With credentials, the SDK logs in again by itself on INVALID_SESSION_ID: that login was refused.
+        raise _login_refused(exc, "check the Salesforce credentials", request=what) from None
     except SalesforceExpiredSession:
         raise AuthError("Salesforce session expired or invalid (INVALID_SESSION_ID)", request=what) from None
     except SalesforceRefusedRequest as exc:

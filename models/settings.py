@@ -87,6 +87,17 @@ class SalesforceSettings(_Section):
             raise ValueError("expected an API version like '59.0'")
         return value
 
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        # The SDK logs in at https://{domain}.salesforce.com: a whole URL or host here would send it to a
+        # host that does not exist, which looks like an outage instead of a typo.
+        if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", value) or value.lower().endswith(".salesforce.com"):
+            raise ValueError(
+                "expected 'login', 'test' or a My Domain prefix such as 'acme.my', without https:// or .salesforce.com"
+            )
+        return value
+
 
 class HubSpotSettings(_Section):
     enabled: bool = False

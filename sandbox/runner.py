@@ -3,7 +3,11 @@
 Used by ``python service.py sandbox`` and ``demo``, by the tests and the benchmarks. The
 company is generated once per (scale, seed, anchor) into ``workdir`` and reused after,
 so a second start of a large sandbox costs seconds, not minutes. Each start makes a new
-throw-away CA (``workdir/ca.pem``) and new random tokens.
+throw-away CA (``workdir/ca.pem``) and new random tokens, and new login credentials for
+the fake Salesforce (``Sandbox.salesforce_login``: an API user's password and security
+token, a connected app's client id and the private key of its certificate). Those logins go
+to login.salesforce.com, so only a client whose session routes that host to the fake (as
+the tests do) can use them; ``env()`` keeps to the session id.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import secrets
 import shutil
 import ssl
+import string
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from models.clock import Clock, utc_now
 from sandbox.company import SCALES, GroundTruth, Scale, generate
@@ -34,6 +41,37 @@ def _tls(workdir: Path) -> tuple[ssl.SSLContext, Path]:
     return context, pem
 
 
+@dataclass(frozen=True)
+class SalesforceLogin:
+    """Throw-away credentials of the fake Salesforce org, for the password and JWT bearer logins."""
+
+    username: str
+    password: str
+    security_token: str
+    client_id: str
+    private_key_pem: str
+
+
+def _salesforce_login(fake: FakeSalesforce) -> SalesforceLogin:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    login = SalesforceLogin(
+        username="integration@salespulse-sandbox.example.com",
+        password=secrets.token_urlsafe(12),
+        # Salesforce's tokens are 24-25 letters and digits.
+        security_token="".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24)),
+        client_id="3MVG9" + secrets.token_urlsafe(60).replace("-", ".").replace("_", "."),
+        private_key_pem=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    )
+    fake.add_user(login.username, login.password, login.security_token)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fake.register_app(login.client_id, public_pem.decode())
+    return login
+
+
 @dataclass
 class Sandbox:
     workdir: Path
@@ -49,6 +87,7 @@ class Sandbox:
     slack: FakeSlack = field(init=False)
     ca_pem: Path = field(init=False)
     tokens: dict[str, str] = field(init=False)
+    salesforce_login: SalesforceLogin = field(init=False)
 
     def start(self) -> Sandbox:
         anchor = self.anchor or self.clock().date()
@@ -75,6 +114,7 @@ class Sandbox:
             "slack": "xoxb-sandbox-" + secrets.token_hex(12),
         }
         self.salesforce = FakeSalesforce(self.store, session_id=self.tokens["salesforce"], ssl_context=context).start()
+        self.salesforce_login = _salesforce_login(self.salesforce)
         self.hubspot = FakeHubSpot(self.store, access_token=self.tokens["hubspot"]).start()
         self.slack = FakeSlack(token=self.tokens["slack"]).start()
         return self

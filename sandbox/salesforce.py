@@ -24,6 +24,12 @@ reads, through the resources and behaviour of the REST API Developer Guide (API 
   MALFORMED_QUERY / INVALID_FIELD / INVALID_TYPE / INVALID_QUERY_LOCATOR, 404
   NOT_FOUND, 405 METHOD_NOT_ALLOWED, 500 UNKNOWN_EXCEPTION, 503 SERVER_UNAVAILABLE.
 - "Limit Info Header": every answer carries ``Sforce-Limit-Info: api-usage=N/LIMIT``.
+- Logging in (:mod:`sandbox.salesforce_login`): SOAP ``login()`` with username and
+  password + security token of a user added by :meth:`FakeSalesforce.add_user`, and the
+  OAuth 2.0 JWT bearer flow for a connected app registered by
+  :meth:`FakeSalesforce.register_app`. Each login issues a new session id; the REST API
+  accepts every issued session (and the one given at construction) until
+  :meth:`FakeSalesforce.expire_session`.
 
 Values are served as Salesforce serialises them: dateTimes ``2024-05-01T12:00:00.000+0000``,
 dates ``YYYY-MM-DD``, booleans, numbers as JSON numbers, nulls. Business values the
@@ -45,13 +51,29 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 import ssl
 import threading
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 from sandbox.faults import Fault, FaultKind
 from sandbox.httpbase import FakeServer, Request, Response
+from sandbox.salesforce_login import (
+    INVALID_LOGIN,
+    JWT_BEARER,
+    ApiUser,
+    ConnectedApp,
+    check_assertion,
+    load_public_key,
+    oauth_error,
+    read_soap_login,
+    soap_client_fault,
+    soap_fault,
+    soap_login_response,
+    token_response,
+)
 from sandbox.soql import Column, Compiled, Relationship, SField, SObject, SoqlError, translate
 from sandbox.store import Store
 
@@ -380,6 +402,8 @@ VERSIONS = {"57.0": "Spring '23", "58.0": "Summer '23", "59.0": "Winter '24"}
 LOCATOR_IDLE = timedelta(minutes=15)
 _VERSION = r"/services/data/v(?P<ver>\d+\.\d)"
 _BATCH = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
+_LOGIN_PATHS = re.compile(r"/services/(?:data/?|Soap/u/.*|oauth2/.*)")  # answered without a session
+ORG_ID = "00D5e000000SbxQEAS"
 
 
 def sf_error(status: int, code: str, message: str) -> Response:
@@ -399,7 +423,8 @@ def _invalid_locator() -> Response:
 
 
 class FakeSalesforce(FakeServer):
-    """Salesforce's REST query API over a :class:`Store`, for one org and one session."""
+    """Salesforce's REST query API over a :class:`Store`, for one org; ``sandbox_org``: the org is a
+    sandbox (its users log in at test.salesforce.com)."""
 
     name = "fake-salesforce"
 
@@ -413,6 +438,7 @@ class FakeSalesforce(FakeServer):
         daily_limit: int = 15000,
         page_size: int = 2000,
         max_cursors: int = 10,
+        sandbox_org: bool = False,
         port: int = 0,
     ) -> None:
         if api_version not in VERSIONS:
@@ -423,7 +449,12 @@ class FakeSalesforce(FakeServer):
         self.daily_limit = daily_limit
         self.page_size = page_size
         self.max_cursors = max_cursors
-        self._session_id: str | None = session_id
+        self.sandbox_org = sandbox_org
+        self._sessions = {session_id}
+        self._sessions_lock = threading.Lock()
+        self._users: dict[str, ApiUser] = {}  # by lower-cased username: Salesforce usernames ignore case
+        self._apps: dict[str, ConnectedApp] = {}
+        self._user_seq = itertools.count(1)
         self._usage = 0
         self._usage_lock = threading.Lock()
         self._cursors: dict[str, _Cursor] = {}  # in opening order: the first is the oldest
@@ -435,14 +466,28 @@ class FakeSalesforce(FakeServer):
         self.route("GET", _VERSION + r"/(?P<ep>query|queryAll)/(?P<locator>\w+)-(?P<offset>\d+)/?", self._query_more)
         self.route("GET", _VERSION + r"/sobjects/?", self._describe_global)
         self.route("GET", _VERSION + r"/sobjects/(?P<obj>\w+)/describe/?", self._describe)
+        self.route("POST", r"/services/Soap/u/(?P<ver>\d+\.\d)/?", self._soap_login)
+        self.route("POST", r"/services/oauth2/token", self._oauth_token)
 
     # -- session and limits -----------------------------------------------------------------
     def expire_session(self) -> None:
-        """From now on the session id is refused (401), as after a timeout or logout."""
-        self._session_id = None
+        """From now on every session id issued so far is refused (401), as after a timeout or logout."""
+        with self._sessions_lock:
+            self._sessions.clear()
 
     def renew_session(self, session_id: str) -> None:
-        self._session_id = session_id
+        with self._sessions_lock:
+            self._sessions = {session_id}
+
+    def _issue_session(self) -> str:
+        session_id = f"{ORG_ID}!AQ{secrets.token_urlsafe(72)}"
+        with self._sessions_lock:
+            self._sessions.add(session_id)
+        return session_id
+
+    def _session_valid(self, token: str | None) -> bool:
+        with self._sessions_lock:
+            return token in self._sessions
 
     @property
     def api_usage(self) -> int:
@@ -458,11 +503,11 @@ class FakeSalesforce(FakeServer):
         return response
 
     def dispatch(self, request: Request) -> Response:
-        if re.fullmatch(r"/services/data/?", request.path):  # "Versions" needs no session
+        if _LOGIN_PATHS.fullmatch(request.path):  # "Versions" and logging in need no session
             return super().dispatch(request)
         auth = request.headers.get("authorization", "")
         token = auth.split(" ", 1)[1] if auth.startswith(("Bearer ", "OAuth ")) else None
-        if token is None or token != self._session_id:
+        if not self._session_valid(token):
             return _expired()
         if self._count_request() > self.daily_limit:
             return self._with_limit_info(_limit_exceeded())
@@ -493,6 +538,76 @@ class FakeSalesforce(FakeServer):
                 405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed. Allowed are GET,HEAD"
             )
         return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    # -- logging in ---------------------------------------------------------------------------
+    @property
+    def login_url(self) -> str:
+        """Where the org's users log in, which is also the audience a JWT must name."""
+        return f"https://{'test' if self.sandbox_org else 'login'}.salesforce.com"
+
+    def add_user(self, username: str, password: str, security_token: str) -> ApiUser:
+        """An API user who can log in (not a row of User: the synced company stays as generated)."""
+        user = ApiUser(username, password, security_token, user_id=f"005{next(self._user_seq):012d}API")
+        self._users[username.lower()] = user
+        return user
+
+    def set_password(self, username: str, password: str) -> None:
+        """A password change, which (as in Salesforce) also resets the user's security token."""
+        user = self._users[username.lower()]
+        self._users[username.lower()] = ApiUser(
+            user.username, password, secrets.token_hex(12), user.user_id, user.full_name
+        )
+
+    def register_app(self, client_id: str, certificate_pem: str) -> ConnectedApp:
+        """A connected app using digital signatures, every API user pre-authorized."""
+        app = ConnectedApp(client_id, load_public_key(certificate_pem), consumer_secret=secrets.token_hex(32))
+        self._apps[client_id] = app
+        return app
+
+    def _soap_login(self, request: Request) -> Response:
+        assert request.match is not None
+        credentials = read_soap_login(request.body)
+        if credentials is None:
+            return soap_client_fault("Element {urn:partner.soap.sforce.com}login expected in the SOAP body")
+        username, password = credentials
+        user = self._users.get(username.lower())
+        if user is None or password != user.password + user.security_token:
+            return soap_fault("INVALID_LOGIN", INVALID_LOGIN)
+        return soap_login_response(
+            instance_url=self.base_url,
+            version=request.match["ver"],
+            org_id=ORG_ID,
+            org_name=self.name,
+            sandbox_org=self.sandbox_org,
+            user=user,
+            session_id=self._issue_session(),
+        )
+
+    def _oauth_token(self, request: Request) -> Response:
+        # Parameters may come in the form body or in the query string.
+        params = {**request.query, **parse_qs(request.body.decode("utf-8", "replace"))}
+        grant_type = (params.get("grant_type") or [None])[0]
+        if grant_type != JWT_BEARER:
+            return oauth_error("unsupported_grant_type", "grant type not supported")
+        now = self.store.clock()
+        checked = check_assertion(
+            (params.get("assertion") or [None])[0], apps=self._apps, audience=self.login_url, now=now
+        )
+        if isinstance(checked, Response):
+            return checked
+        app, username = checked
+        user = self._users.get(username.lower())
+        if user is None:
+            return oauth_error("invalid_grant", "user hasn't approved this consumer")
+        return token_response(
+            app=app,
+            user=user,
+            org_id=ORG_ID,
+            instance_url=self.base_url,
+            login_url=self.login_url,
+            session_id=self._issue_session(),
+            now=now,
+        )
 
     # -- resources ---------------------------------------------------------------------------
     def _versions_served(self) -> list[str]:

@@ -70,6 +70,8 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ("[company.fx_rates]\nEUR = -1\n", "company.fx_rates", "positive number"),
         ('[database]\nurl = "not a url"\n', "settings.toml:2: database.url", "SQLAlchemy URL"),
         ('[salesforce]\napi_version = "v59"\n', "salesforce.api_version", "like '59.0'"),
+        ('[salesforce]\ndomain = "https://test.salesforce.com"\n', "salesforce.domain", "'login', 'test'"),
+        ('[salesforce]\ndomain = "acme.my.salesforce.com"\n', "salesforce.domain", "without https://"),
         ("[sync]\nbatchsize = 5\n", "sync.batchsize", "unknown key"),
         ("[syncs]\nx = 1\n", "syncs", "unknown key"),
         ('[log]\nlevel = "LOUD"\n', "log.level", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),

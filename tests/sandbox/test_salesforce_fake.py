@@ -3,15 +3,23 @@ subset tested on its own (parser table, compiled SQL run against the store)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import ssl
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape as xml_escape
 
+import jwt
 import pytest
 import requests
 import trustme
-from simple_salesforce import Salesforce
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
@@ -20,9 +28,11 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from sandbox.salesforce import SCHEMA, FakeSalesforce
+from sandbox.salesforce import ORG_ID, SCHEMA, FakeSalesforce
+from sandbox.salesforce_login import INVALID_LOGIN
 from sandbox.soql import BoolOp, Comparison, CountAll, FieldRef, Not, SoqlError, compile_query, parse
 from sandbox.store import Store, iso_utc
+from tests.connectors.login_routing import session_to
 
 TOKEN = "00Dsandbox!session"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -650,3 +660,220 @@ def test_pages_come_from_one_snapshot(tmp_path: Path, tls: tuple[ssl.SSLContext,
     store.close()
     assert len(first["records"]) + len(second["records"]) + len(third["records"]) == first["totalSize"]
     assert len(rest) == first["totalSize"] - 10
+
+
+# -- logging in: SOAP login() and the OAuth 2.0 JWT bearer flow -------------------------------------
+
+API_USER, API_PASSWORD, API_TOKEN = "api@acme.test", "s3cret&<pass>'\"", "Tok3nTok3nTok3nTok3nTok3"
+APP = "3MVG9fakeConsumerKey.for.tests"
+SOAP = "{http://schemas.xmlsoap.org/soap/envelope/}"
+PARTNER = "{urn:partner.soap.sforce.com}"
+TOKEN_KEYS = {"access_token", "scope", "instance_url", "id", "token_type", "issued_at", "signature"}
+
+
+APP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_pem(key: rsa.RSAPrivateKey) -> str:
+    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+@pytest.fixture
+def org(server: FakeSalesforce) -> FakeSalesforce:
+    server.add_user(API_USER, API_PASSWORD, API_TOKEN)
+    server.register_app(APP, public_pem(APP_KEY))
+    return server
+
+
+def soap_login(fake: FakeSalesforce, pem: str, username: str, password: str) -> requests.Response:
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
+        'envelope/" xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Body><urn:login>'
+        f"<urn:username>{xml_escape(username)}</urn:username><urn:password>{xml_escape(password)}</urn:password>"
+        "</urn:login></soapenv:Body></soapenv:Envelope>"
+    )
+    headers = {"Content-Type": "text/xml", "SOAPAction": "login"}
+    return requests.post(f"{fake.base_url}/services/Soap/u/59.0", data=body.encode(), headers=headers, verify=pem)
+
+
+def assertion(key: object, **claims: object) -> str:
+    payload = {"iss": APP, "sub": API_USER, "aud": "https://login.salesforce.com", "exp": int(NOW.timestamp()) + 180}
+    payload |= claims
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm="RS256")  # type: ignore[arg-type]
+
+
+def token(fake: FakeSalesforce, pem: str, data: dict[str, str]) -> requests.Response:
+    return requests.post(f"{fake.base_url}/services/oauth2/token", data=data, verify=pem)
+
+
+def bearer(grant: str) -> dict[str, str]:
+    return {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": grant}
+
+
+def test_soap_login_answers_a_login_result_whose_session_reads_the_api(
+    org: FakeSalesforce, tls: tuple[ssl.SSLContext, str]
+) -> None:
+    # Usernames ignore case; the password is followed by the security token.
+    answer = soap_login(org, tls[1], API_USER.upper(), API_PASSWORD + API_TOKEN)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/xml")
+    result = ElementTree.fromstring(answer.content).find(f"{SOAP}Body/{PARTNER}loginResponse/{PARTNER}result")
+    assert result is not None
+    fields = {child.tag.removeprefix(PARTNER): child.text for child in result}
+    assert fields["serverUrl"] == f"{org.base_url}/services/Soap/u/59.0/{ORG_ID}"
+    assert fields["metadataServerUrl"] == f"{org.base_url}/services/Soap/m/59.0/{ORG_ID}"
+    assert fields["sandbox"] == fields["passwordExpired"] == "false"
+    assert fields["userId"].startswith("005")
+    assert fields["sessionId"].startswith(ORG_ID + "!")
+    assert result.findtext(f"{PARTNER}userInfo/{PARTNER}userName") == API_USER
+    assert client(org, tls[1], token=fields["sessionId"]).query("SELECT Id FROM User")["totalSize"] == len(USERS)
+
+
+def test_sdk_password_login_escapes_the_password_and_finds_the_instance(
+    org: FakeSalesforce, tls: tuple[ssl.SSLContext, str]
+) -> None:
+    session, routing = session_to(org.base_url)
+    session.verify = tls[1]
+    session_id, instance = SalesforceLogin(
+        username=API_USER, password=API_PASSWORD, security_token=API_TOKEN, session=session
+    )
+    assert instance == f"127.0.0.1:{org.port}"
+    assert routing.rerouted == ["https://login.salesforce.com/services/Soap/u/59.0"]
+    assert client(org, tls[1], token=session_id).query("SELECT Id FROM User")["totalSize"] == len(USERS)
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        (API_USER, "wrong" + API_TOKEN),
+        (API_USER, API_PASSWORD),  # no security token
+        (API_USER, API_PASSWORD + "Tok3nTok3nTok3nTok3nXXXX"),
+        ("nobody@acme.test", API_PASSWORD + API_TOKEN),
+    ],
+    ids=["wrong password", "token missing", "wrong token", "unknown user"],
+)
+def test_soap_login_refused_is_the_invalid_login_fault(
+    org: FakeSalesforce, tls: tuple[ssl.SSLContext, str], username: str, password: str
+) -> None:
+    answer = soap_login(org, tls[1], username, password)
+    assert answer.status_code == 500
+    fault = ElementTree.fromstring(answer.content).find(f"{SOAP}Body/{SOAP}Fault")
+    assert fault is not None
+    assert fault.findtext("faultcode") == "sf:INVALID_LOGIN"
+    assert fault.findtext("faultstring") == f"INVALID_LOGIN: {INVALID_LOGIN}"
+    detail = "{urn:fault.partner.soap.sforce.com}"
+    assert fault.findtext(f"detail/{detail}LoginFault/{detail}exceptionCode") == "INVALID_LOGIN"
+    assert password not in answer.text
+
+
+@pytest.mark.parametrize("body", [b"not xml", b'<?xml version="1.0"?><a/>'])
+def test_soap_body_that_is_no_login_call_is_a_client_fault(
+    org: FakeSalesforce, tls: tuple[ssl.SSLContext, str], body: bytes
+) -> None:
+    answer = requests.post(f"{org.base_url}/services/Soap/u/59.0", data=body, verify=tls[1])
+    assert answer.status_code == 500
+    assert ElementTree.fromstring(answer.content).findtext(f"{SOAP}Body/{SOAP}Fault/faultcode") == "soapenv:Client"
+
+
+@pytest.mark.parametrize("exp", [int(NOW.timestamp()) + 180, str(int(NOW.timestamp()) + 180)], ids=["int", "string"])
+def test_jwt_bearer_token_answer_and_its_session(
+    org: FakeSalesforce, tls: tuple[ssl.SSLContext, str], exp: object
+) -> None:
+    answer = token(org, tls[1], bearer(assertion(APP_KEY, exp=exp)))  # the SDK sends exp as a string
+    assert answer.status_code == 200
+    assert answer.headers["Cache-Control"] == "no-store"
+    body = answer.json()
+    assert set(body) == TOKEN_KEYS
+    assert body["token_type"] == "Bearer"
+    assert body["instance_url"] == org.base_url
+    assert re.fullmatch(rf"https://login\.salesforce\.com/id/{ORG_ID}/005\w{{15}}", body["id"])
+    assert body["issued_at"] == str(int(NOW.timestamp() * 1000))
+    secret = org._apps[APP].consumer_secret.encode()
+    signed = hmac.new(secret, (body["id"] + body["issued_at"]).encode(), hashlib.sha256).digest()
+    assert base64.b64decode(body["signature"]) == signed
+    assert client(org, tls[1], token=body["access_token"]).query("SELECT Id FROM User")["totalSize"] == len(USERS)
+
+
+PAST = int((NOW - timedelta(seconds=1)).timestamp())
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "description"),
+    [
+        ({}, "unsupported_grant_type", "grant type not supported"),
+        ({"grant_type": "password", "username": API_USER}, "unsupported_grant_type", "grant type not supported"),
+        ({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer"}, "invalid_grant", "invalid assertion"),
+        (bearer("not.a.jwt"), "invalid_grant", "invalid assertion"),
+        (bearer(assertion(OTHER_KEY)), "invalid_grant", "invalid assertion"),
+        (
+            bearer(jwt.encode({"iss": APP, "sub": API_USER}, "k" * 32, algorithm="HS256")),
+            "invalid_grant",
+            "invalid assertion",
+        ),
+        (bearer(assertion(APP_KEY, exp=None)), "invalid_grant", "invalid assertion"),
+        (bearer(assertion(APP_KEY, iss="3MVG9unknown")), "invalid_client_id", "client identifier invalid"),
+        (bearer(assertion(APP_KEY, aud="https://test.salesforce.com")), "invalid_grant", "audience is invalid"),
+        (bearer(assertion(APP_KEY, exp=PAST)), "invalid_grant", "expired authorization code"),
+        (bearer(assertion(APP_KEY, sub="nobody@acme.test")), "invalid_grant", "user hasn't approved this consumer"),
+    ],
+    ids=[
+        "no grant type",
+        "password grant",
+        "no assertion",
+        "malformed assertion",
+        "signed with another key",
+        "HS256",
+        "no exp",
+        "unknown client id",
+        "production audience only",
+        "expired",
+        "unknown user",
+    ],
+)
+def test_token_endpoint_refusals_are_oauth_errors(
+    org: FakeSalesforce,
+    tls: tuple[ssl.SSLContext, str],
+    data: dict[str, str],
+    error: str,
+    description: str,
+) -> None:
+    answer = token(org, tls[1], data)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": error, "error_description": description}
+
+
+def test_a_sandbox_org_takes_the_test_audience_only(org: FakeSalesforce, tls: tuple[ssl.SSLContext, str]) -> None:
+    org.sandbox_org = True
+    assert token(org, tls[1], bearer(assertion(APP_KEY))).json()["error_description"] == "audience is invalid"
+    answer = token(org, tls[1], bearer(assertion(APP_KEY, aud="https://test.salesforce.com")))
+    assert answer.json()["id"].startswith("https://test.salesforce.com/id/")
+    login = ElementTree.fromstring(soap_login(org, tls[1], API_USER, API_PASSWORD + API_TOKEN).content)
+    assert login.findtext(f"{SOAP}Body/{PARTNER}loginResponse/{PARTNER}result/{PARTNER}sandbox") == "true"
+
+
+def test_connected_app_with_an_uploaded_certificate(org: FakeSalesforce, tls: tuple[ssl.SSLContext, str]) -> None:
+    leaf = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("salespulse-jwt", key_type=trustme.KeyType.RSA)
+    org.register_app("3MVG9certApp", leaf.cert_chain_pems[0].bytes().decode())
+    grant = assertion(leaf.private_key_pem.bytes(), iss="3MVG9certApp")
+    assert token(org, tls[1], bearer(grant)).status_code == 200
+    with pytest.raises(TypeError, match="RSA certificate"):
+        org.register_app("3MVG9ecApp", trustme.CA().issue_cert("ec").cert_chain_pems[0].bytes().decode())
+
+
+def test_expiring_the_session_ends_issued_sessions_and_a_new_login_works(
+    org: FakeSalesforce, tls: tuple[ssl.SSLContext, str]
+) -> None:
+    issued = token(org, tls[1], bearer(assertion(APP_KEY))).json()["access_token"]
+    assert client(org, tls[1]).query("SELECT Id FROM User")["totalSize"] == len(USERS)  # the given session lives on
+    org.expire_session()
+    for session_id in (issued, TOKEN):
+        with pytest.raises(SalesforceExpiredSession):
+            client(org, tls[1], token=session_id).query("SELECT Id FROM User")
+    again = token(org, tls[1], bearer(assertion(APP_KEY))).json()["access_token"]
+    assert client(org, tls[1], token=again).query("SELECT Id FROM User")["totalSize"] == len(USERS)
+
+
+def test_password_change_resets_the_security_token(org: FakeSalesforce, tls: tuple[ssl.SSLContext, str]) -> None:
+    org.set_password(API_USER, "new-password")
+    assert soap_login(org, tls[1], API_USER, "new-password" + API_TOKEN).status_code == 500
