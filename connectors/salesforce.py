@@ -311,7 +311,7 @@ class SalesforceStream(Stream):
         if rows < threshold:
             return False
         log.info(
-            "stream=%s reads %s through Bulk API 2.0: a full read of %d rows, at least salesforce.bulk_threshold=%d",
+            "stream=%s reads %s through Bulk API 2.0: a full read of %d rows >= salesforce.bulk_threshold (%d)",
             self.name,
             self.sobject,
             rows,

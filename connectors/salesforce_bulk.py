@@ -103,6 +103,7 @@ def _wait(client: SalesforceClient, job_id: str, what: str) -> None:
                 "Salesforce may be overloaded: try later, or set salesforce.bulk_threshold = 0 to read through REST",
                 request=what,
             )
+        pause = min(pause, MAX_WAIT_S - waited)
         client.policy.sleep(pause)
         waited += pause
         pause = min(pause * 2, POLL_MAX_S)

@@ -6,8 +6,9 @@ Guide, "Bulk API 2.0 Query", API v47.0+).
   ``UploadComplete``. The query is checked when the job is created (a bad query is a 400
   with the REST error code); COUNT() is refused, as Bulk API 2.0 does.
 - "Get Information About a Query Job" ``GET .../jobs/query/{id}``: the first poll finds the
-  job ``InProgress``, the next one runs it (``JobComplete``), or ends it ``Failed`` (with
-  ``errorMessage``) or ``Aborted`` when a fault plan doomed it.
+  job ``InProgress`` (the first ``busy_polls`` polls, to test a client's patience), the next
+  one runs it (``JobComplete``), or ends it ``Failed`` (with ``errorMessage``) or
+  ``Aborted`` when a fault plan doomed it.
 - "Get Results for a Query Job" ``GET .../jobs/query/{id}/results?locator=&maxRecords=``:
   CSV with a header row in every set, headers ``Sforce-NumberOfRecords`` and
   ``Sforce-Locator`` (the string ``null`` after the last set). As the guide says, a
@@ -141,6 +142,7 @@ class QueryJob:
     state: str = "UploadComplete"
     fate: str = "JobComplete"  # how the job ends: JobComplete, or Failed / Aborted when doomed
     error_message: str | None = None
+    polls: int = 0
     total: int = 0
     results: sqlite3.Connection | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -212,6 +214,7 @@ class QueryJobs:
         self.store = store
         self.schema = schema
         self.max_records = max_records  # the most records one result set holds, whatever maxRecords asks
+        self.busy_polls = 1  # polls that find a job InProgress before it ends
         self._jobs: dict[str, QueryJob] = {}
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -269,9 +272,10 @@ class QueryJobs:
         """The job's state, moved one step on: queued -> InProgress -> how it ends."""
         job = self.get(job_id)
         with job.lock:
+            job.polls += 1
             if job.state == "UploadComplete":
                 job.state = "InProgress"
-            elif job.state == "InProgress":
+            elif job.state == "InProgress" and job.polls > self.busy_polls:
                 if job.fate == "JobComplete":
                     job.run(self.store)
                 elif job.fate == "Failed":

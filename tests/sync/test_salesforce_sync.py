@@ -375,6 +375,17 @@ def test_a_sync_dying_mid_bulk_resumes_incrementally_through_rest(tmp_path: Path
     assert_warehouse_equals_company(engine, box)
 
 
+def test_a_bulk_job_that_never_finishes_is_abandoned_after_a_bounded_wait(tmp_path: Path, box: Sandbox) -> None:
+    engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
+    box.salesforce.bulk.busy_polls = 10**6
+    sleeps = Sleeps()
+    results = {r.stream: r for r in sync(engine, bulk_settings(box), sleeps=sleeps)}
+    assert "was still InProgress after 3600 s and was aborted" in results["leads"].error
+    assert sleeps[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # backing off, then every 30 s
+    assert max(sleeps) == 30.0
+    assert {job["state"] for job in box.salesforce.bulk_jobs} == {"Aborted"}
+
+
 @pytest.mark.parametrize(
     ("kind", "options"),
     [
