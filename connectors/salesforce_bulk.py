@@ -92,8 +92,8 @@ def _wait(client: SalesforceClient, job_id: str, what: str) -> None:
         if state in ("Failed", "Aborted"):
             reason = info.get("errorMessage") or "no reason given (aborted by a user or another client?)"
             raise StreamFailed(
-                f"Salesforce Bulk API 2.0 job {job_id} ended {state}: {reason}; the next run tries again from the "
-                "stored cursor; to read this object through REST instead set salesforce.bulk_threshold = 0",
+                f"Salesforce Bulk API 2.0 job {job_id} ended {state}: {reason}; the stream's cursor is unchanged and "
+                "the next run tries again; to read this object through REST instead set salesforce.bulk_threshold = 0",
                 request=what,
             )
         if waited >= MAX_WAIT_S:
