@@ -5,6 +5,11 @@ and Id, so changes and deletions (``IsDeleted = true`` rows) arrive in one ascen
 sequence and the engine's cursor stays safe. Pages follow ``nextRecordsUrl`` (2,000
 records each); each HTTP call has a timeout and goes through the retry policy.
 
+A full read (no cursor yet, or ``--full``) of an object with at least
+``salesforce.bulk_threshold`` rows goes through a Bulk API 2.0 query job instead
+(:mod:`connectors.salesforce_bulk`); its CSV rows become the same records. A run that
+stops mid-way resumes from the committed cursor, incrementally, through REST.
+
 Streams and their objects: reps (User + UserRole), stages (OpportunityStage), leads
 (Lead), opportunities (Opportunity), stage_changes and close_date_changes
 (OpportunityFieldHistory, which has no SystemModstamp: its cursor is CreatedDate),
@@ -20,6 +25,7 @@ private CA is trusted through ``ca_bundle`` with ``trust_env`` off, so a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
@@ -38,6 +44,7 @@ from simple_salesforce.exceptions import (
 from connectors import retry
 from connectors.base import Connector, Deleted, Item, Stream, StreamContext
 from connectors.errors import AuthError, StreamFailed, TransientError
+from connectors.salesforce_bulk import bulk_pages
 from models.errors import ConfigError
 from models.records import (
     ActivityRecord,
@@ -64,6 +71,8 @@ JWT_HINT = (
     "check the username, client_id (the connected app's consumer key), that the private key belongs to the "
     f"certificate uploaded to the connected app, that the user is pre-authorized for the app {_DOMAIN_HINT}"
 )
+_INTEGER = re.compile(r"-?\d+\Z")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -97,6 +106,37 @@ def _midnight(value: Any) -> Any:
     return value
 
 
+def _csv_value(type_: str, text: str) -> Any:
+    """A Bulk API CSV cell as REST's JSON would give it: null, bool, number or text. A value
+    that does not fit its type stays text, as REST serves dirty values, so the record is
+    quarantined for the same reason either way."""
+    if text == "":
+        return None
+    if type_ == "boolean":
+        return {"true": True, "false": False}.get(text, text)
+    if type_ == "int":
+        return int(text) if _INTEGER.match(text) else text
+    if type_ in ("double", "currency", "percent"):
+        return float(text) if _NUMBER.match(text) else text
+    return text
+
+
+def _from_csv(row: Mapping[str, str], types: Mapping[str, str]) -> dict[str, Any]:
+    """A CSV row as the REST record it stands for; 'UserRole.Name' columns become a nested
+    record, or None when every column of that relationship is empty."""
+    raw: dict[str, Any] = {}
+    for path, type_ in types.items():
+        value = _csv_value(type_, row.get(path, ""))
+        relationship, _, name = path.rpartition(".")
+        if not relationship:
+            raw[path] = value
+        elif value is not None:
+            raw[relationship] = {**(raw.get(relationship) or {}), name: value}
+        else:
+            raw.setdefault(relationship, None)
+    return raw
+
+
 class QueryLocatorLost(StreamFailed):
     """The server-side cursor of a query is gone (expired, or consumed by a lost answer)."""
 
@@ -112,6 +152,7 @@ class SalesforceClient:
         self.session = session or requests.Session()
         self.session.trust_env = False
         self.session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
+        self._described: dict[str, dict[str, dict[str, Any]]] = {}
         self.sf = self._login_with_retries()
 
     def _login_with_retries(self) -> Salesforce:
@@ -173,11 +214,11 @@ class SalesforceClient:
 
     def pages(self, soql: str, what: str) -> Iterator[list[dict[str, Any]]]:
         """Every page of a queryAll, each fetched with retries."""
-        result = self._call(lambda: self.sf.query(soql, include_deleted=True, timeout=self.settings.timeout_s), what)
+        result = self.call(lambda: self.sf.query(soql, include_deleted=True, timeout=self.settings.timeout_s), what)
         yield result["records"]
         while not result.get("done", True):
             next_url = result["nextRecordsUrl"]
-            result = self._call(
+            result = self.call(
                 lambda url=next_url: self.sf.query_more(
                     url, identifier_is_url=True, include_deleted=True, timeout=self.settings.timeout_s
                 ),
@@ -185,18 +226,37 @@ class SalesforceClient:
             )
             yield result["records"]
 
-    def describe_fields(self, sobject: str) -> set[str] | None:
-        """Field names of an object, or None when the org does not have it."""
-        try:
-            described = self._call(
-                lambda: self.sf.restful(f"sobjects/{sobject}/describe/", timeout=self.settings.timeout_s),
-                f"{sobject} describe",
-            )
-        except StreamFailed:
-            return None
-        return {f["name"] for f in described.get("fields", [])}
+    def count(self, soql: str, what: str) -> int:
+        """The number of rows a ``SELECT COUNT() ...`` finds, deleted ones included."""
+        return self.call(lambda: self.sf.query(soql, include_deleted=True, timeout=self.settings.timeout_s), what)[
+            "totalSize"
+        ]
 
-    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+    def describe_fields(self, sobject: str) -> dict[str, dict[str, Any]] | None:
+        """An object's fields by name (their describe entries), or None when the org does not have it."""
+        if sobject not in self._described:
+            try:
+                described = self.call(
+                    lambda: self.sf.restful(f"sobjects/{sobject}/describe/", timeout=self.settings.timeout_s),
+                    f"{sobject} describe",
+                )
+            except StreamFailed:
+                return None
+            self._described[sobject] = {f["name"]: f for f in described.get("fields", [])}
+        return self._described[sobject]
+
+    def field_type(self, sobject: str, path: str) -> str:
+        """The describe type of a selected field, following one relationship ('UserRole.Name')."""
+        fields = self.describe_fields(sobject) or {}
+        if "." not in path:
+            return str(fields.get(path, {}).get("type", "string"))
+        relationship, name = path.split(".", 1)
+        via = next((f for f in fields.values() if f.get("relationshipName") == relationship), {})
+        target = (via.get("referenceTo") or [""])[0]
+        return self.field_type(target, name) if target else "string"
+
+    def call(self, fn: Callable[[], Any], what: str) -> Any:
+        """An SDK call with its errors sorted by what the engine does about them, retried per the policy."""
         return retry.call(lambda: _translate(fn, what), self.policy, what=what, reauth=self.reauth)
 
 
@@ -267,19 +327,53 @@ class SalesforceStream(Stream):
         self.client = client
         self.instance_url = instance_url.rstrip("/")
 
-    def soql(self, since: datetime | None) -> str:
+    def selected(self) -> list[str]:
         fields = list(self.fields)
         if self.deletable:
             fields.append("IsDeleted")
         if self.replication_key not in fields:
             fields.append(self.replication_key)
+        return fields
+
+    def soql(self, since: datetime | None) -> str:
         conditions = [self.where] if self.where else []
         if since is not None:
             conditions.append(f"{self.replication_key} >= {_soql_datetime(since)}")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        return f"SELECT {', '.join(fields)} FROM {self.sobject}{where} ORDER BY {self.replication_key}, Id"
+        return f"SELECT {', '.join(self.selected())} FROM {self.sobject}{where} ORDER BY {self.replication_key}, Id"
 
     def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:
+        if context.full and self._bulk_worthwhile():
+            yield from self._bulk_pages(context)
+        else:
+            yield from self._rest_pages(context)
+
+    def _bulk_worthwhile(self) -> bool:
+        """Whether the object is big enough that a Bulk API 2.0 job beats REST pages (one
+        COUNT() query finds out; a threshold of 0 never asks)."""
+        threshold = self.client.settings.bulk_threshold
+        if not threshold:
+            return False
+        where = f" WHERE {self.where}" if self.where else ""
+        rows = self.client.count(f"SELECT COUNT() FROM {self.sobject}{where}", f"{self.name} count")
+        if rows < threshold:
+            return False
+        log.info(
+            "stream=%s reads %s through Bulk API 2.0: a full read of %d rows >= salesforce.bulk_threshold (%d)",
+            self.name,
+            self.sobject,
+            rows,
+            threshold,
+        )
+        return True
+
+    def _bulk_pages(self, context: StreamContext) -> Iterator[list[Item]]:
+        """The same records as REST pages, from CSV: each value typed as REST's JSON types it."""
+        types = {path: self.client.field_type(self.sobject, path) for path in self.selected()}
+        for rows in bulk_pages(self.client, self.soql(None), f"{self.name} bulk query"):
+            yield [self._item(_from_csv(row, types), context) for row in rows]
+
+    def _rest_pages(self, context: StreamContext) -> Iterator[list[Item]]:
         """Pages of the query; if its cursor is lost mid-way, query again from the last value read.
 
         Re-reading from that value (inclusive) may repeat a few records; the engine's
@@ -574,8 +668,8 @@ class SalesforceConnector(Connector):
 
     def streams(self) -> list[Stream]:
         c, url, cur = self.client, self.instance_url, self.reporting_currency
-        lead_fields = c.describe_fields("Lead") or set()
-        task_fields = c.describe_fields("Task") or set()
+        lead_fields = c.describe_fields("Lead") or {}
+        task_fields = c.describe_fields("Task") or {}
         streams: list[Stream] = [
             RepsStream(c, url),
             StagesStream(c, url),

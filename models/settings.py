@@ -79,6 +79,8 @@ class SalesforceSettings(_Section):
     private_key_path: Path | None = None
     ca_bundle: Path | None = None
     timeout_s: float = Field(30.0, gt=0)
+    # A full read of an object with at least this many rows goes through Bulk API 2.0; 0: never.
+    bulk_threshold: int = Field(100_000, ge=0)
 
     @field_validator("api_version")
     @classmethod

@@ -22,6 +22,8 @@ class FaultKind(StrEnum):
     TRUNCATE = "truncate"  # answer 200 but cut the JSON body in half
     EXPIRED_SESSION = "expired_session"  # 401 INVALID_SESSION_ID (Salesforce) / 401 (others)
     REQUEST_LIMIT = "request_limit"  # Salesforce 403 REQUEST_LIMIT_EXCEEDED
+    JOB_FAILED = "job_failed"  # the Salesforce Bulk API 2.0 job this request creates ends Failed
+    JOB_ABORTED = "job_aborted"  # ... ends Aborted (as if an admin aborted it)
 
 
 @dataclass

@@ -30,6 +30,9 @@ reads, through the resources and behaviour of the REST API Developer Guide (API 
   :meth:`FakeSalesforce.register_app`. Each login issues a new session id; the REST API
   accepts every issued session (and the one given at construction) until
   :meth:`FakeSalesforce.expire_session`.
+- Bulk API 2.0 query jobs ``.../jobs/query[/{id}[/results]]``: see :mod:`sandbox.salesforce_bulk`.
+  The fault kinds ``job_failed`` / ``job_aborted``, armed on ``POST .../jobs/query``, make
+  the job that request creates end Failed / Aborted.
 
 Values are served as Salesforce serialises them: dateTimes ``2024-05-01T12:00:00.000+0000``,
 dates ``YYYY-MM-DD``, booleans, numbers as JSON numbers, nulls. Business values the
@@ -54,12 +57,14 @@ import re
 import secrets
 import ssl
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from sandbox.faults import Fault, FaultKind
 from sandbox.httpbase import FakeServer, Request, Response
+from sandbox.salesforce_bulk import BulkError, QueryJobs, sf_number
 from sandbox.salesforce_login import (
     INVALID_LOGIN,
     JWT_BEARER,
@@ -299,16 +304,6 @@ SCHEMA: dict[str, SObject] = {obj.name.lower(): obj for obj in OBJECTS}
 # server only joins the texts of a page, which keeps it several times faster than
 # building dictionaries in Python.
 
-_NUMERIC = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
-
-
-def _sf_number(value: Any) -> Any:
-    """SQL function: a JSON number; a stored string that is not one is served as it is
-    (dirty data on purpose)."""
-    if isinstance(value, str):
-        return float(value) if _NUMERIC.match(value) else value
-    return None if value is None else float(value)
-
 
 def _json_value(type_: str, expr: str) -> str:
     """SQL for the JSON value Salesforce serves for a field of this describe type."""
@@ -365,7 +360,7 @@ class _Cursor:
         self.lock = threading.Lock()
         self.conn = store.new_connection()
         self.conn.row_factory = None
-        self.conn.create_function("sf_number", 1, _sf_number, deterministic=True)
+        self.conn.create_function("sf_number", 1, sf_number, deterministic=True)
         try:
             self.conn.execute("BEGIN")
             self.total: int = self.conn.execute(compiled.count_sql, compiled.count_params).fetchone()[0]
@@ -439,6 +434,7 @@ class FakeSalesforce(FakeServer):
         page_size: int = 2000,
         max_cursors: int = 10,
         sandbox_org: bool = False,
+        max_bulk_records: int = 50_000,
         port: int = 0,
     ) -> None:
         if api_version not in VERSIONS:
@@ -460,6 +456,7 @@ class FakeSalesforce(FakeServer):
         self._cursors: dict[str, _Cursor] = {}  # in opening order: the first is the oldest
         self._cursors_lock = threading.Lock()
         self._locator_seq = itertools.count(1)
+        self.bulk = QueryJobs(store, SCHEMA, max_records=max_bulk_records)
         self.route("GET", r"/services/data/?", self._versions)
         self.route("GET", _VERSION + r"/?", self._resources)
         self.route("GET", _VERSION + r"/(?P<ep>query|queryAll)/?", self._query)
@@ -468,6 +465,11 @@ class FakeSalesforce(FakeServer):
         self.route("GET", _VERSION + r"/sobjects/(?P<obj>\w+)/describe/?", self._describe)
         self.route("POST", r"/services/Soap/u/(?P<ver>\d+\.\d)/?", self._soap_login)
         self.route("POST", r"/services/oauth2/token", self._oauth_token)
+        self.route("POST", _VERSION + r"/jobs/query/?", self._create_job)
+        self.route("GET", _VERSION + r"/jobs/query/(?P<job>\w+)/?", self._job_info)
+        self.route("PATCH", _VERSION + r"/jobs/query/(?P<job>\w+)/?", self._abort_job)
+        self.route("DELETE", _VERSION + r"/jobs/query/(?P<job>\w+)/?", self._delete_job)
+        self.route("GET", _VERSION + r"/jobs/query/(?P<job>\w+)/results/?", self._job_results)
 
     # -- session and limits -----------------------------------------------------------------
     def expire_session(self) -> None:
@@ -516,7 +518,9 @@ class FakeSalesforce(FakeServer):
             return self._with_limit_info(self.not_found(request, method_exists=False))
         return self._with_limit_info(super().dispatch(request))
 
-    def fault_response(self, fault: Fault, request: Request) -> Response:  # noqa: ARG002
+    def fault_response(self, fault: Fault, request: Request) -> Response:
+        if fault.kind in (FaultKind.JOB_FAILED, FaultKind.JOB_ABORTED):
+            return self._doomed_job(fault, request)
         self._count_request()
         if fault.kind is FaultKind.EXPIRED_SESSION:
             return _expired()
@@ -750,8 +754,75 @@ class FakeSalesforce(FakeServer):
         with self._cursors_lock:
             return len(self._cursors)
 
+    # -- Bulk API 2.0 query jobs ---------------------------------------------------------------
+    def _doomed_job(self, fault: Fault, request: Request) -> Response:
+        response = self.dispatch(request)
+        if response.status == 200 and isinstance(response.body, dict):
+            self.bulk.doom(response.body["id"], "Failed" if fault.kind is FaultKind.JOB_FAILED else "Aborted")
+        return response
+
+    def _create_job(self, request: Request) -> Response:
+        assert request.match is not None
+        try:
+            body = request.json()
+        except ValueError:
+            return sf_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+        try:
+            job = self.bulk.create(body, request.match["ver"], self.store.clock())
+        except BulkError as exc:
+            return sf_error(exc.status, exc.code, exc.message)
+        return Response(200, job.info(detailed=False))
+
+    def _job_info(self, request: Request) -> Response:
+        assert request.match is not None
+        return self._bulk_call(lambda: Response(200, self.bulk.poll(request.match["job"]).info()))
+
+    def _abort_job(self, request: Request) -> Response:
+        assert request.match is not None
+        return self._bulk_call(lambda: Response(200, self.bulk.abort(request.match["job"], request.json()).info()))
+
+    def _delete_job(self, request: Request) -> Response:
+        assert request.match is not None
+        job_id = request.match["job"]
+
+        def delete() -> Response:
+            self.bulk.delete(job_id)
+            return Response(204, b"")
+
+        return self._bulk_call(delete)
+
+    def _job_results(self, request: Request) -> Response:
+        assert request.match is not None
+        match = request.match
+
+        def results() -> Response:
+            text, locator, count = self.bulk.results(
+                match["job"], match["ver"], request.arg("locator"), request.arg("maxRecords")
+            )
+            headers = {
+                "Content-Type": "text/csv",
+                "Sforce-Locator": locator,
+                "Sforce-NumberOfRecords": str(count),
+            }
+            return Response(200, text.encode(), headers)
+
+        return self._bulk_call(results)
+
+    @staticmethod
+    def _bulk_call(handler: Callable[[], Response]) -> Response:
+        try:
+            return handler()
+        except BulkError as exc:
+            return sf_error(exc.status, exc.code, exc.message)
+
+    @property
+    def bulk_jobs(self) -> list[dict[str, Any]]:
+        """The info of every query job not deleted, for tests to look at."""
+        return self.bulk.infos()
+
     def stop(self) -> None:
         super().stop()
+        self.bulk.close()
         with self._cursors_lock:
             cursors = list(self._cursors.values())
             self._cursors.clear()

@@ -3,6 +3,8 @@ Salesforce serving a generated company, through the sync engine, on SQLite and P
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -17,7 +19,19 @@ from connectors.salesforce import SalesforceConnector
 from models.clock import utc_now
 from models.database import open_warehouse
 from models.settings import CompanySettings, SalesforceSettings, Settings
-from models.tables import opportunities, quarantine, sync_runs, sync_state
+from models.tables import (
+    activities,
+    close_date_changes,
+    leads,
+    opportunities,
+    quarantine,
+    quotas,
+    reps,
+    stage_changes,
+    stages,
+    sync_runs,
+    sync_state,
+)
 from sandbox.company import SCALES, Scale, mutate
 from sandbox.runner import Sandbox
 from sync.cursor import Cursor
@@ -247,3 +261,145 @@ def test_cursor_never_passes_the_sync_start(tmp_path: Path, box: Sandbox) -> Non
             conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
         )
     assert started <= cursor.value <= utc_now()
+
+
+# -- Bulk API 2.0 for big first reads ------------------------------------------------------------
+
+BULK_JOB = r"/jobs/query$"
+BULK_RESULTS = r"/jobs/query/\w+/results"
+WAREHOUSE = (reps, stages, leads, opportunities, stage_changes, close_date_changes, activities, quotas)
+
+
+def bulk_settings(box: Sandbox, threshold: int = 500) -> Settings:
+    """Objects of at least 500 rows (leads, deals, history, tasks, events) go through Bulk API 2.0,
+    in result sets of 400 records, one transaction each."""
+    settings = settings_for(box)
+    settings.salesforce.bulk_threshold = threshold
+    settings.sync.batch_size = 400
+    box.salesforce.bulk.max_records = 400
+    return settings
+
+
+def jobs_created(box: Sandbox) -> int:
+    return sum(1 for method, path in box.salesforce.requests if method == "POST" and re.search(BULK_JOB, path))
+
+
+def bulk_streams(caplog: pytest.LogCaptureFixture) -> set[str]:
+    said = (re.match(r"stream=(\w+) reads \w+ through Bulk API 2\.0", r.getMessage()) for r in caplog.records)
+    return {m[1] for m in said if m}
+
+
+def warehouse_rows(engine: Engine) -> dict[str, set[tuple]]:
+    """Every synced row but its sync time and the quota file's surrogate key."""
+    with engine.connect() as conn:
+        return {
+            t.name: set(conn.execute(select(*[c for c in t.c if c.name not in ("synced_at", "id")])).all())
+            for t in WAREHOUSE
+        }
+
+
+def quarantined(engine: Engine) -> set[tuple]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(quarantine.c.stream, quarantine.c.external_id, quarantine.c.reason)).all())
+
+
+def test_first_full_sync_through_bulk_equals_the_company(
+    warehouse_url: str, box: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = open_warehouse(warehouse_url)
+    settings = bulk_settings(box)
+    caplog.set_level(logging.INFO, logger="salespulse.connectors.salesforce")
+    results = sync(engine, settings)
+    assert all(r.status == "ok" for r in results), [r.summary for r in results if r.status != "ok"]
+    assert_warehouse_equals_company(engine, box)
+    used = bulk_streams(caplog)
+    assert used == {r.stream for r in results if r.read >= 500}
+    assert {"leads", "opportunities", "stage_changes", "tasks"} <= used
+    assert jobs_created(box) == len(used)
+    assert box.salesforce.bulk_jobs == []  # each job deleted once read
+
+    mutate(box.store, seed=3, changed_fraction=0.05, added=20, deleted=10, crm="salesforce")
+    caplog.clear()
+    assert all(r.status == "ok" for r in sync(engine, settings))
+    assert bulk_streams(caplog) == set()  # with a cursor, reads are incremental, through REST
+    assert jobs_created(box) == len(used)
+    assert_warehouse_equals_company(engine, box)
+    engine.dispose()
+
+
+def test_bulk_and_rest_give_the_same_warehouse_and_quarantine(tmp_path: Path, box: Sandbox) -> None:
+    through_rest = open_warehouse(f"sqlite:///{tmp_path}/rest.db")
+    through_bulk = open_warehouse(f"sqlite:///{tmp_path}/bulk.db")
+    sync(through_rest, bulk_settings(box, threshold=0))
+    assert jobs_created(box) == 0
+    sync(through_bulk, bulk_settings(box, threshold=1))  # every object, even the stages
+    assert jobs_created(box) == 9
+    assert warehouse_rows(through_bulk) == warehouse_rows(through_rest)
+    assert quarantined(through_bulk) == quarantined(through_rest)
+    assert {e for s, e, _ in quarantined(through_bulk) if s == "opportunities"} == box.truth.invalid_ids(
+        "salesforce", "deals"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [("job_failed", "ended Failed: QUERY_TIMEOUT"), ("job_aborted", "ended Aborted: no reason given")],
+)
+def test_a_bulk_job_that_fails_stops_its_stream_with_no_cursor(
+    tmp_path: Path, box: Sandbox, kind: str, said: str
+) -> None:
+    engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
+    settings = bulk_settings(box)
+    box.salesforce.faults.arm(kind, path=BULK_JOB, method="POST")  # the first bulk stream's job: leads
+    results = {r.stream: r for r in sync(engine, settings)}
+    assert results["leads"].status == "failed"
+    assert said in results["leads"].error
+    assert "salesforce.bulk_threshold = 0" in results["leads"].error
+    assert all(r.status == "ok" for name, r in results.items() if name != "leads")
+    with engine.connect() as conn:
+        assert conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "leads")).scalar() is None
+    assert all(r.status == "ok" for r in sync(engine, settings))
+    assert_warehouse_equals_company(engine, box)
+
+
+def test_a_sync_dying_mid_bulk_resumes_incrementally_through_rest(tmp_path: Path, box: Sandbox) -> None:
+    engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
+    settings = bulk_settings(box)
+    box.salesforce.faults.arm("server_error", path=BULK_RESULTS + r"\?.*locator=", times=1000, status=503)
+    failed = [r for r in sync(engine, settings) if r.status == "failed"]
+    assert {r.stream for r in failed} >= {"leads", "opportunities", "tasks"}
+    assert all(r.written + r.quarantined == 400 for r in failed)  # the first result set committed
+    box.salesforce.faults.clear()
+    jobs = jobs_created(box)
+    assert all(r.status == "ok" for r in sync(engine, settings))
+    assert jobs_created(box) == jobs
+    assert_warehouse_equals_company(engine, box)
+
+
+def test_a_bulk_job_that_never_finishes_is_abandoned_after_a_bounded_wait(tmp_path: Path, box: Sandbox) -> None:
+    engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
+    box.salesforce.bulk.busy_polls = 10**6
+    sleeps = Sleeps()
+    results = {r.stream: r for r in sync(engine, bulk_settings(box), sleeps=sleeps)}
+    assert "was still InProgress after 3600 s and was aborted" in results["leads"].error
+    assert sleeps[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # backing off, then every 30 s
+    assert max(sleeps) == 30.0
+    assert {job["state"] for job in box.salesforce.bulk_jobs} == {"Aborted"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("server_error", {"times": 2, "status": 503}),
+        ("truncate", {"times": 2}),  # a cut CSV: fewer rows than Sforce-NumberOfRecords
+        ("drop", {"times": 1}),
+        ("rate_limit", {"times": 2}),
+    ],
+)
+def test_transient_faults_on_bulk_results_are_retried(tmp_path: Path, box: Sandbox, kind: str, options: dict) -> None:
+    engine = open_warehouse(f"sqlite:///{tmp_path}/w.db")
+    box.salesforce.faults.arm(kind, path=BULK_RESULTS, **options)
+    results = sync(engine, bulk_settings(box))
+    assert all(r.status == "ok" for r in results), [r.summary for r in results if r.status != "ok"]
+    assert box.salesforce.faults.pending == 0
+    assert_warehouse_equals_company(engine, box)
