@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import Engine, insert, select
 
-from models.database import alembic_config, head_revision, make_engine, schema_version, upgrade_head
+from models.database import alembic_config, head_revision, make_engine, open_warehouse, schema_version, upgrade_head
 from models.tables import metadata, sync_state
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_upgrade_from_empty_reaches_head_and_is_idempotent(warehouse_url: str) -> None:
@@ -19,6 +24,26 @@ def test_upgrade_from_empty_reaches_head_and_is_idempotent(warehouse_url: str) -
     upgrade_head(engine)
     assert schema_version(engine) == head_revision()
     engine.dispose()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == scripts.get_current_head()
+    for script in scripts.walk_revisions():
+        assert Path(script.path).name.startswith(f"{script.revision}_"), "name migration files <revision>_<slug>.py"
+
+
+def test_a_migrated_database_opens_without_importing_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/w.db"
+    open_warehouse(url).dispose()
+    probe = (
+        f"import sys; from models.database import open_warehouse; open_warehouse({url!r}); "
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_models_and_migrations_agree(warehouse: Engine) -> None:
