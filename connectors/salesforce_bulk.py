@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("salespulse.connectors.salesforce")
 
-PAGE_RECORDS = 10_000  # records per result set (maxRecords): one engine batch
+PAGE_RECORDS = 2_000  # records per result set (maxRecords), as a REST page: memory stays flat
 POLL_FIRST_S = 1.0
 POLL_MAX_S = 30.0
 MAX_WAIT_S = 3600.0  # a query job still running after this long is aborted

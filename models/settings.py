@@ -119,7 +119,7 @@ class SlackSettings(_Section):
 class SyncSettings(_Section):
     interval_minutes: int = Field(15, ge=1)
     lookback_s: int = Field(300, ge=0)
-    batch_size: int = Field(10_000, ge=1, le=100_000)
+    batch_size: int = Field(5_000, ge=1, le=100_000)
     workers: int = Field(2, ge=1, le=16)
     max_retries: int = Field(6, ge=0)
     backoff_base_s: float = Field(1.0, gt=0)
