@@ -151,6 +151,7 @@ opportunities = Table(
     Index(None, "is_closed", "stage", "stage_entered_at"),
     Index(None, "closed_at"),
     Index(None, "updated_at"),
+    Index(None, "synced_at"),  # what a sync touched: derived columns are refreshed for those rows only
     comment="Deals (Salesforce Opportunity, HubSpot deal).",
 )
 
@@ -195,6 +196,7 @@ activities = Table(
     *_tail_columns(),
     Index(None, "opportunity_id", "occurred_at"),
     Index(None, "rep_id", "occurred_at"),
+    Index(None, "synced_at"),
     comment="Calls, emails, meetings, tasks and notes.",
 )
 
