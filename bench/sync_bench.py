@@ -16,7 +16,7 @@ database, in the same run:
 
 Reported: records/s, the ratio of the full sync's rate to the floor's, the incremental
 time as a share of the full time, and the peak memory of each sync: the proportional set
-size of the sync process and its stream workers together, sampled every 100 ms (shared
+size of the sync process and its stream workers together, sampled every 500 ms (shared
 pages counted once), or the largest single process's peak RSS if that is more.
 Targets (issue 4): full >= 0.6x floor on SQLite; incremental <= 5 % of full; peak RSS
 <= 300 MB at 1M opportunities and flat (+-20 %) from 100k to 1M.
@@ -126,7 +126,7 @@ def run_sync(env: dict[str, str]) -> tuple[float, float]:
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(0.1):
+        while not stop.wait(0.5):
             peak[0] = max(peak[0], _pss_mb(_tree(proc.pid)))
 
     sampler = threading.Thread(target=sample, daemon=True)
