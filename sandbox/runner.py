@@ -3,7 +3,8 @@
 Used by ``python service.py sandbox`` and ``demo``, by the tests and the benchmarks. The
 company is generated once per (scale, seed, anchor) into ``workdir`` and reused after,
 so a second start of a large sandbox costs seconds, not minutes. Each start makes a new
-throw-away CA (``workdir/ca.pem``) and new random tokens, and new login credentials for
+throw-away CA (``workdir/ca-<random>.pem``, its own file so a demo started beside a running
+sandbox does not replace the CA that sandbox's clients trust) and new random tokens, and new login credentials for
 the fake Salesforce (``Sandbox.salesforce_login``: an API user's password and security
 token, a connected app's client id and the private key of its certificate). Those logins go
 to login.salesforce.com, so only a client whose session routes that host to the fake (as
@@ -36,7 +37,7 @@ def _tls(workdir: Path) -> tuple[ssl.SSLContext, Path]:
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    pem = workdir / "ca.pem"
+    pem = workdir / f"ca-{secrets.token_hex(4)}.pem"
     ca.cert_pem.write_to_path(str(pem))
     return context, pem
 
@@ -122,6 +123,7 @@ class Sandbox:
     def stop(self) -> None:
         for server in (self.salesforce, self.hubspot, self.slack):
             server.stop()
+        self.ca_pem.unlink(missing_ok=True)
 
     def __enter__(self) -> Sandbox:
         return self.start()

@@ -6,9 +6,11 @@ Guide, "Bulk API 2.0 Query", API v47.0+).
   ``UploadComplete``. The query is checked when the job is created (a bad query is a 400
   with the REST error code); COUNT() is refused, as Bulk API 2.0 does.
 - "Get Information About a Query Job" ``GET .../jobs/query/{id}``: the first poll finds the
-  job ``InProgress`` (the first ``busy_polls`` polls, to test a client's patience), the next
-  one runs it (``JobComplete``), or ends it ``Failed`` (with ``errorMessage``) or
-  ``Aborted`` when a fault plan doomed it.
+  job ``InProgress`` and starts running it in the background, as Salesforce does, so a
+  million-row job never holds up a poll; later polls find it ``InProgress`` until it is done
+  (and for the first ``busy_polls`` polls, to test a client's patience), then
+  ``JobComplete``, or ``Failed`` (with ``errorMessage``) or ``Aborted`` when a fault plan
+  doomed it.
 - "Get Results for a Query Job" ``GET .../jobs/query/{id}/results?locator=&maxRecords=``:
   CSV with a header row in every set, headers ``Sforce-NumberOfRecords`` and
   ``Sforce-Locator`` (the string ``null`` after the last set). As the guide says, a
@@ -146,6 +148,7 @@ class QueryJob:
     total: int = 0
     results: sqlite3.Connection | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    runner: threading.Thread | None = None
 
     def info(self, *, detailed: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -275,9 +278,14 @@ class QueryJobs:
             job.polls += 1
             if job.state == "UploadComplete":
                 job.state = "InProgress"
-            elif job.state == "InProgress" and job.polls > self.busy_polls:
                 if job.fate == "JobComplete":
-                    job.run(self.store)
+                    job.runner = threading.Thread(target=job.run, args=(self.store,), name=job.id, daemon=True)
+                    job.runner.start()
+            elif job.state == "InProgress" and job.polls > self.busy_polls:
+                if job.runner is not None and job.runner.is_alive():
+                    return job
+                if job.fate == "JobComplete" and job.results is None:
+                    job.fate, job.error_message = "Failed", "InternalServerError: the query could not be completed"
                 elif job.fate == "Failed":
                     job.error_message = FAILED_MESSAGE
                 job.state = job.fate

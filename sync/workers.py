@@ -17,6 +17,7 @@ process running the sandbox servers, syncs its streams one after another.
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import queue
@@ -82,6 +83,9 @@ class WorkerPool:
             events.put(("done", slot, work(_Forward(events, slot))))
 
         process = self.context.Process(target=main, name=f"salespulse-sync-{slot}", daemon=True)
+        # Objects that exist now are never collected in the child: the collector then leaves
+        # the inherited pages alone instead of copying them (less memory per worker).
+        gc.freeze()
         process.start()
         self.running[slot] = Worker(slot, process, progress)
 
