@@ -115,7 +115,10 @@ class Connector(ABC):
         """Streams in dependency order (reps and stages before what references them)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release HTTP sessions."""
+        """Close pooled HTTP connections; the connector stays usable (the next request opens new ones).
+
+        The engine calls it before forking a stream worker, so no socket is shared.
+        """
 
 
 def readable_reason(exc: ValidationError) -> str:

@@ -37,9 +37,9 @@ def make_engine(url: str) -> Engine:
             # WAL: readers (status, rule checks) never block the sync's writer.
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            # Bigger page cache (16 MB; each stream worker has its own) and rarer checkpoints:
-            # bulk syncs rewrite index pages a lot.
-            cur.execute("PRAGMA cache_size=-16384")
+            # Bigger page cache (32 MB; each stream worker has its own) and rarer checkpoints:
+            # bulk syncs rewrite index pages a lot (16 MB made a 1M-deal full sync 25 % slower).
+            cur.execute("PRAGMA cache_size=-32768")
             cur.execute("PRAGMA wal_autocheckpoint=20000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
