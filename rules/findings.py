@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 Severity = Literal["warn", "critical"]
@@ -84,3 +84,31 @@ class Evaluation:
     as_of: datetime
     findings: tuple[Finding, ...] = ()
     notes: tuple[Note, ...] = ()
+
+
+@dataclass(frozen=True)
+class StandingRow:
+    """Where one rep or team stands against quota in a period: the digest's table and chart."""
+
+    subject: Subject
+    quota: float | None  # reporting currency; None: no quota for the period
+    won: float
+    deals_won: int
+    attainment: float | None  # won / quota
+    pace: float | None  # attainment / share of the period elapsed (1.0 = on pace)
+    projected: float | None  # projected attainment at period end
+    coverage: float | None  # open pipeline closing in the period / remaining quota
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Every rep and team of the company against quota, as of one instant."""
+
+    as_of: datetime
+    period: str  # month | quarter | year
+    period_start: date
+    period_end: date  # inclusive
+    elapsed: float  # share of the period elapsed, 0..1
+    currency: str
+    reps: tuple[StandingRow, ...] = ()
+    teams: tuple[StandingRow, ...] = ()
