@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from models.errors import ConfigError, FatalError, SalespulseError
-from models.settings import Settings, load_settings
+from models.logs import RedactSecrets, configure_logging
+from models.settings import Settings, environment_secrets, load_settings
 
 log = logging.getLogger("salespulse")
 
@@ -100,19 +102,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         print("run 'python service.py --help' for the commands", file=sys.stderr)
         return 2
-    redactor = None
+    # Until the settings are valid, mask what the environment holds: a bad value may be a secret.
+    redactor = RedactSecrets(environment_secrets(os.environ))
     try:
         settings = load_settings(args.config)
-        from models.logs import configure_logging
-
-        redactor = configure_logging(settings.log.level, settings.secret_values())
+        redactor = configure_logging(settings.log.level, [*settings.secret_values(), *redactor.secrets])
         return COMMANDS[args.command](args, settings)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {redactor.redact(str(exc))}", file=sys.stderr)
         return 2
     except SalespulseError as exc:
-        reason = redactor.redact(str(exc)) if redactor else str(exc)
-        print(f"error: {reason}", file=sys.stderr)
+        print(f"error: {redactor.redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -120,6 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and the reader left: not an error of ours.
         sys.stderr.close()
         return 0
+    except Exception as exc:
+        # A bug: its traceback goes to the log through the redactor (Python's own print would show
+        # secrets an SDK put in its message), then the one-line reason.
+        if not logging.getLogger().handlers:  # settings never loaded: log through the environment's redactor
+            configure_logging("INFO", redactor.secrets)
+        log.exception("unexpected error (a bug in salespulse; please report it with this traceback)")
+        print(f"error: {redactor.redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return 1
 
 
 # -- commands ------------------------------------------------------------------------
@@ -246,8 +254,6 @@ def cmd_sandbox(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
-    import os
-
     from models.clock import utc_now
     from models.database import open_warehouse
     from models.inventory import warehouse_status

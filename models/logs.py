@@ -2,37 +2,57 @@
 
 Masking is the last line of defence: code should never log a secret in the first place,
 but an SDK's exception text can echo a token, so every record passes through a filter
-that replaces each known secret value with ``***``.
+that replaces each known secret value (also as ``repr`` escapes it) and the password
+of any URL with ``***``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
 
 MASK = "***"
+# 'scheme://user:password@host': the password runs to the last '@' of the word, so a
+# malformed password that holds an '@' is masked whole.
+_URL_PASSWORD = re.compile(r"(//[^\s:/@]*:)\S*@")
+
+
+def mask_url_passwords(text: str) -> str:
+    """Every 'scheme://user:password@' in the text with the password masked."""
+    return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+
+
+def mask_userinfo(url: str) -> str:
+    """A URL-like setting with everything before its host masked, well-formed or not
+    ('u:pw@host/db' has no scheme for the pattern above to anchor on)."""
+    scheme, sep, rest = url.rpartition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}{MASK}@{rest.rpartition('@')[2]}"
 
 
 class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Longest first, so a secret that contains another is masked whole.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        # Each secret also as repr() escapes it (a token with a newline shows as 'tok\\n' in an
+        # SDK's message); longest first, so a secret that contains another is masked whole.
+        forms = {form for s in secrets if s and len(s) >= 4 for form in (s, repr(s)[1:-1])}
+        self.secrets = sorted(forms, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return text
+        return mask_url_passwords(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            if record.exc_info and record.exc_info[1] is not None:
-                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return True
 
 

@@ -22,9 +22,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from models.errors import ConfigError
+from models.logs import mask_url_passwords, mask_userinfo
 
 ENV_PREFIX = "SALESPULSE_"
 CONFIG_ENV = "SALESPULSE_CONFIG"
@@ -47,6 +48,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+_URL_EXAMPLE = "sqlite:///salespulse.db or postgresql+psycopg://user@host:5432/salespulse"
+# Secrets travel in HTTP headers and SOAP bodies: a control character there makes the SDK
+# raise with the whole value in its message; whitespace around one is a copy-paste slip.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _check_secret(value: SecretStr | None, *, multiline: bool = False) -> SecretStr | None:
+    text = value.get_secret_value() if value is not None else ""
+    if not multiline and ("\n" in text or "\t" in text or _CONTROL.search(text)):
+        raise ValueError("contains a line break or control character; set the variable to the bare value")
+    if multiline and _CONTROL.search(text.replace("\r", "")):
+        raise ValueError("contains a control character; set the variable to the PEM text")
+    if text != text.strip():
+        raise ValueError("starts or ends with whitespace; set the variable to the bare value")
+    return value
+
+
 class DatabaseSettings(_Section):
     url: str = "sqlite:///salespulse.db"
 
@@ -54,9 +72,20 @@ class DatabaseSettings(_Section):
     @classmethod
     def _parse(cls, value: str) -> str:
         try:
-            make_url(value)
-        except ArgumentError as exc:
-            raise ValueError("expected an SQLAlchemy URL such as sqlite:///salespulse.db") from exc
+            url = make_url(value)
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+            raise ValueError(f"expected an SQLAlchemy URL such as {_URL_EXAMPLE}") from exc
+        try:
+            url.get_dialect().import_dbapi()
+        except NoSuchModuleError as exc:
+            raise ValueError(
+                f"unknown database driver {url.drivername!r}; expected a URL such as {_URL_EXAMPLE}"
+            ) from exc
+        except ImportError as exc:
+            raise ValueError(
+                f"the Python driver for {url.drivername!r} is not installed; salespulse ships with "
+                f"SQLite and psycopg (PostgreSQL): use a URL such as {_URL_EXAMPLE}"
+            ) from exc
         return value
 
     @property
@@ -81,6 +110,9 @@ class SalesforceSettings(_Section):
     timeout_s: float = Field(30.0, gt=0)
     # A full read of an object with at least this many rows goes through Bulk API 2.0; 0: never.
     bulk_threshold: int = Field(100_000, ge=0)
+
+    _secrets = field_validator("session_id", "password", "security_token")(classmethod(lambda cls, v: _check_secret(v)))
+    _key = field_validator("private_key")(classmethod(lambda cls, v: _check_secret(v, multiline=True)))
 
     @field_validator("api_version")
     @classmethod
@@ -108,12 +140,16 @@ class HubSpotSettings(_Section):
     portal_id: str | None = None
     timeout_s: float = Field(30.0, gt=0)
 
+    _secrets = field_validator("access_token")(classmethod(lambda cls, v: _check_secret(v)))
+
 
 class SlackSettings(_Section):
     base_url: str = "https://slack.com/api/"
     token: SecretStr | None = None
     default_channel: str = "#sales-alerts"
     timeout_s: float = Field(30.0, gt=0)
+
+    _secrets = field_validator("token")(classmethod(lambda cls, v: _check_secret(v)))
 
 
 class SyncSettings(_Section):
@@ -238,6 +274,22 @@ SECRET_KEYS = {
 PATH_KEYS = {("salesforce", "ca_bundle"), ("salesforce", "private_key_path"), ("quotas", "path")}
 
 
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """The secrets the environment holds, found without validating it: what an error about
+    bad settings must mask, since there are no valid settings to ask."""
+    found = []
+    for name, value in environ.items():
+        if not name.upper().startswith(ENV_PREFIX) or not value:
+            continue
+        section, _, key = name.upper().removeprefix(ENV_PREFIX).lower().partition("__")
+        if (section, key.split("__")[0]) in SECRET_KEYS:
+            found.append(value)
+        elif (section, key) == ("database", "url") and "@" in value:
+            password = value.rpartition("://")[2].rpartition("@")[0].partition(":")[2]
+            found.extend([password] if password else [])
+    return found
+
+
 def config_path_from(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
     if explicit:
         return Path(explicit)
@@ -304,12 +356,15 @@ def _config_error(exc: ValidationError, path: Path, environ: Mapping[str, str]) 
     key = loc[1] if len(loc) > 1 else ""
     dotted = ".".join(loc)
     env_name = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
-    env_hit = next((n for n in environ if n.upper() == env_name), None)
+    # The variable itself, or one that sets a part of it (SALESPULSE_SLACK__TOKEN__X).
+    env_hit = next((n for n in environ if n.upper() == env_name or n.upper().startswith(f"{env_name}__")), None)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key; see settings.toml for the keys this section takes"
     elif (section, key) not in SECRET_KEYS and "input" in first and not isinstance(first["input"], dict):
-        message = f"{message} (got {str(first['input'])[:80]!r})"
+        shown = str(first["input"])
+        shown = mask_userinfo(shown) if (section, key) == ("database", "url") else mask_url_passwords(shown)
+        message = f"{message} (got {shown[:80]!r})"
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     if env_hit:
         return ConfigError(message + more, source=f"environment variable {env_hit}", key=dotted)

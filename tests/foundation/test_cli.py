@@ -103,3 +103,53 @@ def test_no_secret_appears_in_anything_printed(tmp_path: Path) -> None:
     assert "cannot open the warehouse postgresql+psycopg://u:***@127.0.0.1:1/x" in runs[-1].stderr
     for result in runs:
         assert "LEAKCANARY" not in result.stdout + result.stderr
+
+
+MALFORMED_DATABASE_URLS = [
+    "postgresql+psycopg://u:LEAKCANARY@127.0.0.1:notaport/x",  # port not a number
+    "postgresql+psycopg://u:LEAK@CANARY@127.0.0.1:x/x",  # an '@' inside the password
+    "u:LEAKCANARY@127.0.0.1/x",  # no scheme
+    "mysql://u:LEAKCANARY@127.0.0.1/x",  # a driver that is not installed
+    "postgresql+psycopq://u:LEAKCANARY@127.0.0.1/x",  # a typo in the driver
+]
+SECRET_VARIABLES = [
+    "SALESPULSE_SALESFORCE__SESSION_ID",
+    "SALESPULSE_SALESFORCE__PASSWORD",
+    "SALESPULSE_SALESFORCE__SECURITY_TOKEN",
+    "SALESPULSE_SALESFORCE__PRIVATE_KEY",
+    "SALESPULSE_HUBSPOT__ACCESS_TOKEN",
+    "SALESPULSE_SLACK__TOKEN",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [("SALESPULSE_DATABASE__URL", url, "database.url: ") for url in MALFORMED_DATABASE_URLS]
+    + [(name, "LEAKCANARY-value\x07", "control character") for name in SECRET_VARIABLES]
+    + [(name, " LEAKCANARY-value ", "whitespace") for name in SECRET_VARIABLES]
+    + [(f"{name}__NESTED", "LEAKCANARY-value", "valid string") for name in SECRET_VARIABLES],
+)
+def test_malformed_secret_settings_exit_2_in_one_line_without_the_secret(name: str, value: str, expected: str) -> None:
+    result = run("status", env={name: value})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("configuration error: environment variable ")
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # no traceback
+    assert "LEAK" not in result.stdout + result.stderr
+    assert "CANARY" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mysql://user@127.0.0.1/x", "the Python driver for 'mysql' is not installed"),
+        ("postgresql+psycopq://user@127.0.0.1/x", "unknown database driver 'postgresql+psycopq'"),
+        ("nosuchdb:///x.db", "unknown database driver 'nosuchdb'"),
+    ],
+)
+def test_unknown_or_missing_database_driver_is_a_configuration_error(url: str, reason: str) -> None:
+    result = run("status", env={"SALESPULSE_DATABASE__URL": url})
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert "postgresql+psycopg://user@host:5432/salespulse" in result.stderr  # how to fix
+    assert "Traceback" not in result.stderr

@@ -123,3 +123,35 @@ def test_secrets_are_masked_in_repr_and_collected(tmp_path: Path, monkeypatch: p
     assert "pat-na1-TOPSECRET" not in repr(settings)
     assert set(settings.secret_values()) == {"pat-na1-TOPSECRET", "DBPASSWORD"}
     assert "DBPASSWORD" not in settings.database.display_url
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cannot open postgresql+psycopg://u:S3CRETPW@h:5432/db", "cannot open postgresql+psycopg://u:***@h:5432/db"),
+        ("url='postgresql://u:pa@ss:word@h/db' failed", "url='postgresql://u:***@h/db' failed"),
+        ("Invalid header value b'Bearer pat-TOKEN\\n'", "Invalid header value b'Bearer ***'"),
+        ("token pat-TOKEN\n end", "token *** end"),
+        ("mail ana@example.com at https://example.com/a", "mail ana@example.com at https://example.com/a"),
+    ],
+)
+def test_redactor_masks_secrets_as_repr_shows_them_and_every_url_password(text: str, expected: str) -> None:
+    from models.logs import RedactSecrets
+
+    got = RedactSecrets(["pat-TOKEN\n"]).redact(text)
+    assert got == expected
+    assert "S3CRETPW" not in got
+    assert "TOKEN" not in got
+
+
+def test_environment_secrets_are_found_without_valid_settings() -> None:
+    from models.settings import environment_secrets
+
+    environ = {
+        "SALESPULSE_SLACK__TOKEN": "xoxb-1",
+        "SALESPULSE_HUBSPOT__ACCESS_TOKEN__NESTED": "pat-2",
+        "SALESPULSE_DATABASE__URL": "postgresql://user:pw@3@h:notaport/x",
+        "SALESPULSE_SLACK__DEFAULT_CHANNEL": "#not-a-secret",
+        "HOME": "/root",
+    }
+    assert sorted(environment_secrets(environ)) == ["pat-2", "pw@3", "xoxb-1"]
