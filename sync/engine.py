@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from connectors.base import Connector, Deleted, Rejected, Stream, StreamContext
 from models.clock import Clock
 from models.errors import FatalError, RetriableError
+from models.logs import RedactSecrets
 from models.records import Record
 from models.settings import Settings
 from models.tables import activities, opportunities, quarantine, stage_changes, sync_runs, sync_state
@@ -47,6 +48,8 @@ from sync.writer import (
 )
 
 log = logging.getLogger("salespulse.sync")
+
+_ERROR_CHARS = 2000  # of an unexpected exception's text kept in sync_runs.error
 
 # Streams whose records reference rows another stream provides.
 DEPENDS_ON = {"opportunities": ("reps", "stages"), "leads": ("reps",), "quotas": ("reps",)}
@@ -82,6 +85,7 @@ class SyncEngine:
         self.settings = settings
         self.clock = clock
         self.progress = progress or LogProgress()
+        self._redact = RedactSecrets(settings.secret_values()).redact
 
     def sync_source(self, connector: Connector, *, full: bool = False) -> list[StreamResult]:
         """Every stream of the connector, up to ``sync.workers`` at once, each after the streams it needs."""
@@ -198,15 +202,23 @@ class SyncEngine:
         except (FatalError, RetriableError) as exc:
             result.status = "failed"
             result.error = str(exc)
+        except BaseException as exc:
+            # A bug, a database error, Ctrl-C: the run still records how it ended (below), then the
+            # exception goes on; otherwise its row would say 'running' for ever.
+            result.status = "failed" if isinstance(exc, Exception) else "interrupted"
+            result.error = self._redact(": ".join(filter(None, (type(exc).__name__, str(exc)))))[:_ERROR_CHARS]
+            raise
         finally:
-            if bulk:
-                with self.engine.begin() as conn:
-                    ensure_indexes(conn, spec.table)
-        result.duration_s = time.monotonic() - t0
-        self._finish_run(run_id, result, cursor)
-        progress.finish(result.summary)
-        level = logging.INFO if result.status == "ok" else logging.ERROR
-        log.log(level, "source=%s stream=%s %s", source, stream.name, result.summary)
+            try:
+                if bulk:
+                    with self.engine.begin() as conn:
+                        ensure_indexes(conn, spec.table)
+            finally:
+                result.duration_s = time.monotonic() - t0
+                self._finish_run(run_id, result, cursor)
+                progress.finish(result.summary)
+                level = logging.INFO if result.status == "ok" else logging.ERROR
+                log.log(level, "source=%s stream=%s %s", source, stream.name, result.summary)
         return result
 
     def _write_page(
@@ -308,11 +320,21 @@ class SyncEngine:
         how = f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exited ({exitcode})"
         error = f"the worker process {how} before the stream finished; see the log above; the next run resumes"
         with self.engine.begin() as conn:
-            conn.execute(
+            closed = conn.execute(
                 update(sync_runs)
                 .where(sync_runs.c.source == source, sync_runs.c.stream == stream.name, sync_runs.c.status == "running")
                 .values(status="failed", finished_at=self.clock(), error=error)
-            )
+            ).rowcount
+            if not closed:  # the worker recorded how its run ended before it exited: say that
+                error = (
+                    conn.execute(
+                        select(sync_runs.c.error)
+                        .where(sync_runs.c.source == source, sync_runs.c.stream == stream.name)
+                        .order_by(sync_runs.c.id.desc())
+                        .limit(1)
+                    ).scalar_one_or_none()
+                    or error
+                )
         log.error("source=%s stream=%s status=failed error=%r", source, stream.name, error)
         return StreamResult(source, stream.name, "failed", error=error)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import multiprocessing
 import os
 import queue
@@ -32,6 +33,7 @@ from typing import Any
 from sync.progress import StreamProgress
 
 PR_SET_PDEATHSIG = 1
+log = logging.getLogger("salespulse.sync")
 
 
 def available() -> bool:
@@ -80,7 +82,12 @@ class WorkerPool:
         def main() -> None:
             _die_with(parent)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-            events.put(("done", slot, work(_Forward(events, slot))))
+            try:
+                events.put(("done", slot, work(_Forward(events, slot))))
+            except Exception:
+                # Through the log's secret filter: multiprocessing would print the traceback raw.
+                log.exception("stream worker %s failed", slot)
+                sys.exit(1)
 
         process = self.context.Process(target=main, name=f"salespulse-sync-{slot}", daemon=True)
         # Objects that exist now are never collected in the child: the collector then leaves

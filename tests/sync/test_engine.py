@@ -99,6 +99,18 @@ class ListStream(Stream):
             yield [i for i in page if context.since is None or value(i) >= context.since]
 
 
+class BuggyStream(ListStream):
+    """Serves its first page, then raises what a bug or an operator would."""
+
+    def __init__(self, name: str, pages: list[list[Item]], exc: BaseException) -> None:
+        super().__init__(name, pages)
+        self.exc = exc
+
+    def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:  # noqa: ARG002
+        yield self.pages[0]
+        raise self.exc
+
+
 class ScriptedConnector(Connector):
     source = "salesforce"
     streams_: ClassVar[list[Stream]]
@@ -387,3 +399,36 @@ def test_bulk_load_into_an_empty_table_restores_every_index(warehouse: Engine, s
     from models.database import alembic_config
 
     command.check(alembic_config(warehouse))
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "error"),
+    [
+        (RuntimeError("a bug in a mapper"), "failed", "RuntimeError: a bug in a mapper"),
+        (KeyError("OwnerId"), "failed", "KeyError: 'OwnerId'"),
+        (KeyboardInterrupt(), "interrupted", "KeyboardInterrupt"),
+    ],
+)
+def test_every_way_out_of_a_stream_closes_its_run(
+    warehouse: Engine, settings: Settings, clock, exc: BaseException, status: str, error: str
+) -> None:
+    settings.sync.batch_size = 1
+    streams = base_streams([])
+    streams[2] = BuggyStream("opportunities", [[deal(1, 5)]], exc)
+    engine = SyncEngine(warehouse, settings, clock)
+    if settings.sync.workers == 1 or status == "interrupted":
+        settings.sync.workers = 1
+        with pytest.raises(type(exc)):
+            engine.sync_source(ScriptedConnector(*streams))
+    else:  # in a worker process: the parent goes on and reports the worker's own reason
+        results = engine.sync_source(ScriptedConnector(*streams))
+        assert (results[-1].status, results[-1].error) == ("failed", error)
+    with warehouse.connect() as conn:
+        run = conn.execute(select(sync_runs).where(sync_runs.c.stream == "opportunities")).mappings().one()
+        cursor = conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
+    assert (run["status"], run["error"]) == (status, error)
+    assert run["finished_at"] is not None
+    assert run["records_written"] == 1
+    assert Cursor.from_json(run["cursor_after"]) == Cursor.from_json(cursor) == Cursor(at(5), frozenset({"d1"}))
+    assert count(warehouse, sync_locks) == 0
+    assert count(warehouse, sync_runs, sync_runs.c.status == "running") == 0
