@@ -2,6 +2,11 @@
 
 Built on tenacity. ``sleep`` is injectable so tests of 429 storms do not wait for real.
 An auth failure gets exactly one re-authentication (``reauth``) and one more try.
+
+Every wait (back-off, Bulk API polling) goes through :meth:`RetryPolicy.pause`, which
+calls the :data:`keepalive` the sync engine set for the running stream at least every
+``KEEPALIVE_S``: a sync that waits an hour on Salesforce still shows it is alive, and its
+lock is not taken over by another machine.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,6 +25,10 @@ from connectors.errors import AuthError, RateLimited, StreamFailed, TransientErr
 
 T = TypeVar("T")
 log = logging.getLogger("salespulse.connectors")
+
+KEEPALIVE_S = 30.0  # the longest sleep between two keep-alive calls
+# What the engine runs to show the stream's sync is alive (its lock heartbeat); None outside a sync.
+keepalive: ContextVar[Callable[[], None] | None] = ContextVar("keepalive", default=None)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,17 @@ class RetryPolicy:
         backoff = min(self.backoff_base_s * 2 ** (state.attempt_number - 1), self.backoff_max_s)
         # "Full jitter": spread retries of many clients instead of synchronising them.
         return backoff * (0.5 + self.jitter() / 2)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, in slices of at most KEEPALIVE_S with a keep-alive before each."""
+        left = seconds
+        while left > 0:
+            beat = keepalive.get()
+            if beat is not None:
+                beat()
+            step = min(left, KEEPALIVE_S)
+            self.sleep(step)
+            left -= step
 
 
 def call(fn: Callable[[], T], policy: RetryPolicy, *, what: str, reauth: Callable[[], None] | None = None) -> T:
@@ -68,7 +89,7 @@ def _with_backoff(fn: Callable[[], T], policy: RetryPolicy, what: str) -> T:
         retry=retry_if_exception_type((RateLimited, TransientError)),
         stop=stop_after_attempt(policy.max_retries + 1),
         wait=policy.wait_for,
-        sleep=policy.sleep,
+        sleep=policy.pause,
         before_sleep=before_sleep,
         reraise=True,
     )

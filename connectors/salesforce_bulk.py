@@ -102,7 +102,7 @@ def _wait(client: SalesforceClient, job_id: str, what: str) -> None:
                 request=what,
             )
         pause = min(pause, MAX_WAIT_S - waited)
-        client.policy.sleep(pause)
+        client.policy.pause(pause)
         waited += pause
         pause = min(pause * 2, POLL_MAX_S)
 

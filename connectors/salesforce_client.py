@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt
 import requests
+from requests.adapters import BaseAdapter
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
@@ -39,6 +40,35 @@ JWT_HINT = (
 )
 
 
+class DefaultTimeout(BaseAdapter):
+    """A transport adapter that gives every request without a timeout this one.
+
+    simple-salesforce posts its SOAP and OAuth logins, and its automatic re-logins, with no
+    timeout: against a server that accepts and never answers they would hang for ever. It
+    wraps whatever adapter was mounted (a test's router, a proxy's), so it only adds the timeout.
+    """
+
+    def __init__(self, inner: BaseAdapter, timeout_s: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.timeout_s = timeout_s
+
+    def send(self, request: requests.PreparedRequest, timeout: Any = None, **kwargs: Any) -> requests.Response:
+        return self.inner.send(request, timeout=self.timeout_s if timeout is None else timeout, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def with_default_timeout(session: requests.Session, timeout_s: float) -> None:
+    """Wrap each adapter the session has mounted (once) in :class:`DefaultTimeout`."""
+    for prefix, adapter in list(session.adapters.items()):
+        if isinstance(adapter, DefaultTimeout):
+            adapter.timeout_s = timeout_s
+        else:
+            session.mount(prefix, DefaultTimeout(adapter, timeout_s))
+
+
 class QueryLocatorLost(StreamFailed):
     """The server-side cursor of a query is gone (expired, or consumed by a lost answer)."""
 
@@ -53,6 +83,7 @@ class SalesforceClient:
         self.policy = policy
         self.session = session or requests.Session()
         self.session.trust_env = False
+        with_default_timeout(self.session, settings.timeout_s)
         self.session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
         self.sf = self._login_with_retries()

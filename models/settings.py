@@ -60,7 +60,7 @@ def _check_secret(value: SecretStr | None, *, multiline: bool = False) -> Secret
         raise ValueError("contains a line break or control character; set the variable to the bare value")
     if multiline and _CONTROL.search(text.replace("\r", "")):
         raise ValueError("contains a control character; set the variable to the PEM text")
-    if text != text.strip():
+    if not multiline and text != text.strip():
         raise ValueError("starts or ends with whitespace; set the variable to the bare value")
     return value
 

@@ -23,7 +23,9 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
+from connectors import retry
 from connectors.base import Connector, Deleted, Rejected, Stream, StreamContext
 from models.clock import Clock
 from models.errors import FatalError, RetriableError
@@ -190,6 +192,7 @@ class SyncEngine:
         cursor = Cursor() if full else stored
         since = None if full else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
         context = StreamContext(since=since, started_at=sync_started)
+        keeping_alive = retry.keepalive.set(partial(self._heartbeat, source, holder))
         try:
             for batch in transactions(prefetch(stream.get_pages(context)), self.settings.sync.batch_size):
                 cursor = self._write_page(
@@ -214,6 +217,7 @@ class SyncEngine:
                     with self.engine.begin() as conn:
                         ensure_indexes(conn, spec.table)
             finally:
+                retry.keepalive.reset(keeping_alive)
                 result.duration_s = time.monotonic() - t0
                 self._finish_run(run_id, result, cursor)
                 progress.finish(result.summary)
@@ -276,6 +280,14 @@ class SyncEngine:
         result.written += len(rows)
         result.quarantined += len(rejected)
         return cursor
+
+    def _heartbeat(self, source: str, holder: str) -> None:
+        """The lock's heartbeat while a stream waits (Bulk API polling, back-off)."""
+        try:
+            with self.engine.begin() as conn:
+                heartbeat(conn, source, holder, self.clock)
+        except SQLAlchemyError as exc:  # a busy database must not fail the wait; the next beat may pass
+            log.warning("source=%s lock heartbeat not written: %s", source, type(exc).__name__)
 
     def _delete_unseen(self, source: str, stream: Stream, spec: StreamTable, stream_started: datetime) -> int:
         """After a complete --full read: rows of this stream not seen in it were deleted in the CRM."""

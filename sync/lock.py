@@ -1,17 +1,23 @@
 """At most one sync per source: a row in ``sync_locks``, on SQLite and PostgreSQL alike.
 
-The primary key makes taking the lock atomic. A lock whose holder is a dead process on
-this host, or whose heartbeat is older than ``lock_timeout_s``, is taken over, so a
-SIGKILLed sync never blocks the next one for long.
+The primary key makes taking the lock atomic. Who may take a lock over:
+- held on this host: only when its process is gone (or the pid now belongs to a process
+  that started after the lock was taken: a reused pid after a restart); a live holder
+  keeps it however long it waits, since a Bulk API job may be polled for an hour;
+- held on another host, which we cannot ask: when its heartbeat is older than
+  ``lock_timeout_s``. The holder beats per committed batch and during every wait
+  (:data:`connectors.retry.keepalive`), so only a dead or hung sync goes quiet that long.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from models.clock import Clock
 from models.errors import FatalError
 from models.tables import sync_locks, sync_runs
+
+# /proc gives a start time to the clock tick and the boot time to the second.
+PID_START_SLACK = timedelta(seconds=2)
 
 
 class SyncLocked(FatalError):
@@ -29,17 +38,38 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _holder_alive(holder: str) -> bool:
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine: only the heartbeat timeout can tell
+def _abandoned(lock: Mapping[str, Any], now: datetime, timeout_s: int) -> bool:
+    host, _, pid = lock["holder"].rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return not _running_since(int(pid), lock["acquired_at"])
+    return now - lock["heartbeat_at"] > timedelta(seconds=timeout_s)
+
+
+def _running_since(pid: int, acquired_at: datetime) -> bool:
+    """Whether process ``pid`` runs (not a zombie) and was already running when the lock was taken."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    seen = _proc_stat(pid)
+    if seen is None:  # not Linux, or /proc unreadable: the pid's existence is all we know
         return True
-    return True
+    state, started = seen
+    return state != "Z" and started <= acquired_at + PID_START_SLACK
+
+
+def _proc_stat(pid: int) -> tuple[str, datetime] | None:
+    """A process's state letter and start time, from Linux's /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        ticks = int(fields[19])
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    booted = datetime.fromtimestamp(int(boot.split()[1]), UTC)
+    return fields[0], booted + timedelta(seconds=ticks / os.sysconf("SC_CLK_TCK"))
 
 
 @contextmanager
@@ -49,8 +79,7 @@ def source_lock(engine: Engine, source: str, clock: Clock, timeout_s: int) -> It
     with engine.begin() as conn:
         current = conn.execute(select(sync_locks).where(sync_locks.c.source == source)).mappings().first()
         if current is not None:
-            stale = now - current["heartbeat_at"] > timedelta(seconds=timeout_s) or not _holder_alive(current["holder"])
-            if not stale:
+            if not _abandoned(current, now, timeout_s):
                 raise SyncLocked(
                     f"another sync of {source} is running ({current['holder']}, since "
                     f"{current['acquired_at']:%Y-%m-%d %H:%M:%S}Z); try again when it ends",

@@ -7,6 +7,7 @@ the reader is re-raised in the writer's thread, in order, after the pages before
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -47,7 +48,9 @@ def prefetch(source: Iterator[T], depth: int = 2) -> Iterator[T]:
             if close is not None and stop.is_set():
                 close()
 
-    thread = threading.Thread(target=reader, name="sync-prefetch", daemon=True)
+    # The reader sees the caller's context variables (the stream's keep-alive).
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(reader,), name="sync-prefetch", daemon=True)
     thread.start()
     try:
         while True:

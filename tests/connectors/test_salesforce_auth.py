@@ -5,6 +5,9 @@ the connector is given (tests/connectors/login_routing.py)."""
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -294,3 +297,33 @@ def test_requests_other_than_logins_never_leave_loopback() -> None:
     session, _ = session_to("https://127.0.0.1:9")
     with pytest.raises(requests.ConnectionError, match=r"refuses a request to example\.com"):
         session.get("https://example.com/")
+
+
+@pytest.mark.parametrize("mode", ["password", "jwt, inline key"])
+def test_a_login_server_that_never_answers_times_out(tmp_path: Path, box: Sandbox, mode: str) -> None:
+    """simple-salesforce posts logins without a timeout; the session's adapter gives them one."""
+    with socket.socket() as black_hole:  # accepts connections (the kernel does) and never answers
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(8)
+        session, routing = session_to(f"https://127.0.0.1:{black_hole.getsockname()[1]}")
+        sf = MODES[mode][0](box, tmp_path).model_copy(update={"timeout_s": 1.0})
+        outcome: list[BaseException] = []
+
+        def log_in() -> None:
+            try:
+                SalesforceConnector(
+                    sf, RetryPolicy(max_retries=1, sleep=Sleeps()), reporting_currency="USD", session=session
+                )
+            except StreamFailed as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        attempt = threading.Thread(target=log_in, daemon=True)
+        attempt.start()
+        attempt.join(timeout=10)
+        elapsed = time.monotonic() - started
+    assert not attempt.is_alive(), "the login still hangs after 10 s"
+    assert len(routing.rerouted) == 2  # the first try and one retry, each cut after timeout_s
+    assert elapsed < 5
+    assert "Salesforce login still failing after 1 retries" in str(outcome[0])
+    assert "Timeout" in str(outcome[0])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,11 +17,12 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
 from connectors.base import Connector, Deleted, Item, Stream, StreamContext
 from connectors.errors import StreamFailed
-from models.clock import FixedClock
+from connectors.retry import KEEPALIVE_S, RetryPolicy
+from models.clock import FixedClock, utc_now
 from models.records import OpportunityRecord, RepRecord, StageChangeRecord, StageRecord
 from models.settings import CompanySettings, Settings
 from models.tables import opportunities, quarantine, reps, stage_changes, sync_locks, sync_runs, sync_state
@@ -432,3 +435,85 @@ def test_every_way_out_of_a_stream_closes_its_run(
     assert Cursor.from_json(run["cursor_after"]) == Cursor.from_json(cursor) == Cursor(at(5), frozenset({"d1"}))
     assert count(warehouse, sync_locks) == 0
     assert count(warehouse, sync_runs, sync_runs.c.status == "running") == 0
+
+
+class WaitingStream(ListStream):
+    """Waits (as a Bulk API job is polled) between its first page and the rest."""
+
+    def __init__(self, name: str, pages: list[list[Item]], policy: RetryPolicy, wait_s: float) -> None:
+        super().__init__(name, pages)
+        self.policy = policy
+        self.wait_s = wait_s
+
+    def get_pages(self, context: StreamContext) -> Iterator[list[Item]]:  # noqa: ARG002
+        yield self.pages[0]
+        self.policy.pause(self.wait_s)
+        yield from self.pages[1:]
+
+
+def test_a_sync_waiting_longer_than_the_lock_timeout_keeps_its_lock(warehouse: Engine) -> None:
+    clock = FixedClock(utc_now())  # a lock is taken after its process started: the clock must be real
+    begin = clock()
+    settings = Settings(company=CompanySettings(fx_rates={"EUR": Decimal("1.10")}))
+    settings.sync.workers = 1
+    settings.sync.batch_size = 1
+    timeout = settings.sync.lock_timeout_s
+    seen: list[tuple[datetime, datetime]] = []
+    second: list[BaseException] = []
+
+    def sleep(seconds: float) -> None:
+        clock.advance(timedelta(seconds=seconds))
+        with warehouse.connect() as conn:
+            seen.append((clock(), conn.execute(select(sync_locks.c.heartbeat_at)).scalar_one()))
+        if not second and clock() - begin > timedelta(seconds=timeout):
+            try:  # a second sync starts while the first is still waiting
+                SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([])))
+            except SyncLocked as exc:
+                second.append(exc)
+
+    streams = base_streams([])
+    streams[2] = WaitingStream("opportunities", [[deal(1, 5)], [deal(2, 6)]], RetryPolicy(sleep=sleep), 2.5 * timeout)
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
+    assert [r.status for r in results] == ["ok", "ok", "ok"]
+    assert results[-1].written == 2
+    assert len(second) == 1, "the second sync took the lock of a live sync"
+    assert "another sync of salesforce is running" in str(second[0])
+    # Seen from another host, which can only read the heartbeat, the lock never looked abandoned.
+    assert max(now - beat for now, beat in seen) <= timedelta(seconds=KEEPALIVE_S)
+    assert clock() - begin >= timedelta(seconds=2.5 * timeout)
+
+
+def test_lock_takeover(warehouse: Engine, settings: Settings) -> None:
+    """Same host: only a gone process (or a reused pid) loses its lock; another host: a quiet heartbeat."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    started = utc_now()  # this process ran before; a pid reused after a restart started after the lock
+    timeout = timedelta(seconds=settings.sync.lock_timeout_s)
+    cases = [
+        # (holder, acquired_at, heartbeat age, taken over?)
+        (me, started, 2 * timeout, False),  # alive here, however quiet
+        (me, started - timedelta(days=1), timedelta(0), True),  # our pid, but we started after the lock
+        (f"{socket.gethostname()}:{_ended_pid()}", started, timedelta(0), True),  # process gone
+        ("otherhost:1", started, timeout - timedelta(seconds=1), False),
+        ("otherhost:1", started, timeout + timedelta(seconds=1), True),
+    ]
+    for holder, acquired, age, taken in cases:
+        clock = FixedClock(started + 2 * timeout + timedelta(minutes=1))
+        with warehouse.begin() as conn:
+            conn.execute(delete(sync_locks))
+            conn.execute(
+                insert(sync_locks).values(
+                    source="salesforce", holder=holder, acquired_at=acquired, heartbeat_at=clock() - age
+                )
+            )
+        engine = SyncEngine(warehouse, settings, clock)
+        if taken:
+            assert engine.sync_source(ScriptedConnector(*base_streams([])))[-1].status == "ok", holder
+        else:
+            with pytest.raises(SyncLocked):
+                engine.sync_source(ScriptedConnector(*base_streams([])))
+
+
+def _ended_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
