@@ -197,8 +197,14 @@ def _translate(exc: Any, what: str) -> Exception:
         return TransientError(f"HubSpot answered {status or 'nothing usable'}: {message[:120]}", request=what)
     label = f"{status} {category}" if category else str(status)
     if status == 403:
-        return StreamFailed(f"HubSpot refused {what} ({label}): {message}; the private app may lack a scope")
-    return StreamFailed(f"HubSpot rejected {what} ({label}): {message}")
+        return StreamFailed(
+            f"HubSpot refused {what} ({label}): {message}; give the private app the read scope this object needs "
+            "(crm.objects.*.read, crm.objects.owners.read) in HubSpot's private app settings"
+        )
+    return StreamFailed(
+        f"HubSpot rejected {what} ({label}): {message}; check hubspot.base_url (https://api.hubapi.com) and that "
+        "the portal has this object; if both are right, report it with this message"
+    )
 
 
 def _error_body(raw: Any) -> dict[str, Any]:

@@ -39,6 +39,15 @@ JWT_HINT = (
     f"certificate uploaded to the connected app, that the user is pre-authorized for the app {_DOMAIN_HINT}"
 )
 
+_REJECTED_HINT = (
+    "the org may lack a field or object this query reads, or hide it from the user (check the user's profile "
+    "and field-level security), or salesforce.api_version may be too old for it"
+)
+_UNEXPECTED_HINT = (
+    "salespulse did not expect this answer: check salesforce.instance_url (the org's own https://... URL) and "
+    "salesforce.api_version; if both are right, report it with this message"
+)
+
 
 class DefaultTimeout(BaseAdapter):
     """A transport adapter that gives every request without a timeout this one.
@@ -230,15 +239,19 @@ def _translate(fn: Callable[[], Any], what: str) -> Any:
     except SalesforceMalformedRequest as exc:
         if "INVALID_QUERY_LOCATOR" in str(exc.content):
             raise QueryLocatorLost("Salesforce no longer knows the query's next page", request=what) from None
-        raise StreamFailed(f"Salesforce rejected the query: {_error_code(exc)}", request=what) from None
+        raise StreamFailed(
+            f"Salesforce rejected the query: {_error_code(exc)}; {_REJECTED_HINT}", request=what
+        ) from None
     except SalesforceError as exc:
         if exc.status >= 500:
             raise TransientError(f"Salesforce answered {exc.status}", request=what) from None
-        raise StreamFailed(f"Salesforce answered {exc.status}: {_error_code(exc)}", request=what) from None
+        raise StreamFailed(
+            f"Salesforce answered {exc.status}: {_error_code(exc)}; {_UNEXPECTED_HINT}", request=what
+        ) from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError(f"Salesforce connection problem: {type(exc).__name__}", request=what) from None
-    except ValueError as exc:  # a truncated or non-JSON body
-        raise TransientError(f"Salesforce sent an unreadable answer: {exc.__class__.__name__}", request=what) from None
+    except requests.JSONDecodeError as exc:  # what the SDK's response.json() raises for a cut or non-JSON body
+        raise TransientError(f"Salesforce sent an unreadable answer (not JSON: {exc})", request=what) from None
 
 
 def _error_code(exc: SalesforceError) -> str:

@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +76,8 @@ class FakeServer:
         self.faults = FaultPlan()
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request seen
+        # Tracebacks of handlers that raised: a bug in the fake, not an outage of the vendor.
+        self.handler_errors: list[str] = []
         self._ssl_context = ssl_context
         self._port = port
         self._server: _ThreadingServer | None = None
@@ -139,6 +142,20 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        if exc[0] is None:
+            self.check_handlers()
+
+    def check_handlers(self) -> None:
+        """Fail (the test that used the fake) if a handler raised: the client only saw a 500,
+        which a connector retries as an outage, so the bug would otherwise pass unnoticed."""
+        if self.handler_errors:
+            raise SandboxBug(
+                f"{self.name}: {len(self.handler_errors)} handler(s) raised; first:\n{self.handler_errors[0]}"
+            )
+
+
+class SandboxBug(AssertionError):
+    """A fake's handler raised: the fake, not the code under test, is wrong."""
 
 
 def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
@@ -181,6 +198,7 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                     response = fake.dispatch(request)
             except Exception:
                 log.exception("%s handler failed for %s %s", fake.name, self.command, self.path)
+                fake.handler_errors.append(f"{self.command} {self.path}\n{traceback.format_exc()}")
                 response = Response(500, {"error": "sandbox handler failed"})
             payload = response.payload()
             if fault is not None and fault.kind is FaultKind.TRUNCATE:

@@ -130,6 +130,9 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        if exc[0] is None:
+            for server in (self.salesforce, self.hubspot, self.slack):
+                server.check_handlers()
 
     @property
     def quota_file(self) -> Path:

@@ -153,7 +153,10 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
         )
     elif spec.table is quotas:
         if row["rep_id"] not in lookups.rep_ids:
-            raise Unusable(f"quota owner {record.rep_id} is not a known {source} rep")
+            raise Unusable(
+                f"quota owner {record.rep_id} is not a known {source} rep, so the quota has no one to measure; "
+                f"assign the quota to an active user in {source} (or check that the reps stream synced)"
+            )
         row["amount_reporting"] = _reporting(row["amount"], row["currency"], lookups)
     return row
 

@@ -824,3 +824,22 @@ def test_sync_lands_the_store_in_the_warehouse_then_follows_changes(tmp_path: Pa
         assert amounts["5001"] == Decimal("4321")
     assert _warehouse_ids(warehouse, opportunities) == expected_deals - {"5002"}
     assert _warehouse_ids(warehouse, activities) == {a["id"] for a in ACTIVITIES if not a["deleted_at"]} - {"7001"}
+
+
+@pytest.mark.parametrize(
+    ("status", "says", "fix"),
+    [
+        (400, "HubSpot rejected", "check hubspot.base_url"),
+        (404, "HubSpot rejected", "report it with this message"),
+        (403, "HubSpot refused", "give the private app the read scope"),
+    ],
+)
+def test_a_client_error_says_how_to_fix_it(server: FakeHubSpot, status: int, says: str, fix: str) -> None:
+    server.faults.arm("server_error", status=status, path="/crm/v3/objects/deals/search")
+    client = HubSpotClient(hubspot_settings(server), policy(retries=0))
+
+    with pytest.raises(StreamFailed) as caught:
+        client.search("deals", {"limit": 10})
+
+    assert says in caught.value.message
+    assert fix in caught.value.message

@@ -327,3 +327,55 @@ def test_a_login_server_that_never_answers_times_out(tmp_path: Path, box: Sandbo
     assert elapsed < 5
     assert "Salesforce login still failing after 1 retries" in str(outcome[0])
     assert "Timeout" in str(outcome[0])
+
+
+# -- errors: what is retried, and messages that say how to fix ----------------------------------
+
+QUERY = "/services/data/v59.0/queryAll/"
+
+
+@pytest.mark.parametrize(
+    ("status", "says", "fix"),
+    [
+        (400, "Salesforce rejected the query", "field-level security"),
+        (404, "Salesforce answered 404", "check salesforce.instance_url"),
+        (418, "Salesforce answered 418", "report it with this message"),
+    ],
+)
+def test_an_unexpected_salesforce_answer_says_how_to_fix_it(
+    tmp_path: Path, box: Sandbox, status: int, says: str, fix: str
+) -> None:
+    connector, _ = connect(box, password(box, tmp_path))
+    box.salesforce.faults.arm("server_error", status=status, path=QUERY)
+    try:
+        with pytest.raises(StreamFailed) as caught:
+            connector.client.count("SELECT COUNT() FROM Opportunity", "count")
+    finally:
+        connector.close()
+    assert says in caught.value.message
+    assert fix in caught.value.message
+
+
+def test_a_truncated_answer_is_retried_and_keeps_the_parser_message(tmp_path: Path, box: Sandbox) -> None:
+    sleeps = Sleeps()
+    connector, _ = connect(box, password(box, tmp_path), sleeps)
+    box.salesforce.faults.arm("truncate", path=QUERY, times=10)
+    try:
+        with pytest.raises(StreamFailed) as caught:
+            connector.client.count("SELECT COUNT() FROM Opportunity", "count")
+    finally:
+        connector.close()
+    assert len(sleeps) == 3  # retried as a transient error
+    assert "unreadable answer (not JSON: " in caught.value.message
+    assert "line 1 column" in caught.value.message  # the parser's own words, not only its class name
+
+
+def test_a_bug_is_not_mistaken_for_an_unreadable_answer(tmp_path: Path, box: Sandbox) -> None:
+    sleeps = Sleeps()
+    connector, _ = connect(box, password(box, tmp_path), sleeps)
+    try:
+        with pytest.raises(ValueError, match="invalid literal for int"):
+            connector.client.call(lambda: int("a bug"), "a call with a bug")
+    finally:
+        connector.close()
+    assert len(sleeps) == 0  # not retried

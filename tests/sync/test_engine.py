@@ -23,7 +23,7 @@ from connectors.base import Connector, Deleted, Item, Stream, StreamContext
 from connectors.errors import StreamFailed
 from connectors.retry import KEEPALIVE_S, RetryPolicy
 from models.clock import FixedClock, utc_now
-from models.records import OpportunityRecord, RepRecord, StageChangeRecord, StageRecord
+from models.records import OpportunityRecord, QuotaRecord, RepRecord, StageChangeRecord, StageRecord
 from models.settings import CompanySettings, Settings
 from models.tables import opportunities, quarantine, reps, stage_changes, sync_locks, sync_runs, sync_state
 from sync import workers
@@ -517,3 +517,23 @@ def _ended_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_a_quota_of_an_unknown_rep_is_quarantined_with_how_to_fix_it(
+    warehouse: Engine, settings: Settings, clock
+) -> None:
+    quota = QuotaRecord(
+        external_id="q1",
+        rep_id="ghost",
+        period_start=date(2026, 4, 1),
+        period_end=date(2026, 6, 30),
+        amount=Decimal("100000"),
+        currency="USD",
+        updated_at=at(5),
+    )
+    streams = [*base_streams([]), ListStream("quotas", [[quota]])]
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*streams))
+    with warehouse.connect() as conn:
+        reason = conn.execute(select(quarantine.c.reason).where(quarantine.c.external_id == "q1")).scalar_one()
+    assert reason.startswith("quota owner ghost is not a known salesforce rep")
+    assert "assign the quota to an active user in salesforce" in reason
