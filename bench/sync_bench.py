@@ -56,7 +56,6 @@ WORK = ROOT / "var" / "bench"
 class Measure:
     records: int
     seconds: float
-    peak_rss_mb: float | None = None
 
     @property
     def rate(self) -> float:
@@ -229,7 +228,7 @@ def bench(scale: str, kinds: list[str]) -> list[str]:
             summary = mutate(store, seed=int(time.time()), changed_fraction=0.01, added=0, deleted=0, crm="salesforce")
             incr_s, incr_rss = run_sync(sync_env)
             incr_n, _ = records_read(db_url, last)
-            full = Measure(full_n, full_s, full_rss)
+            full = Measure(full_n, full_s)
             line = (
                 f"{scale:<7} {kind:<10} floor {fl.rate:>8,.0f} rec/s ({fl.records:,} in {fl.seconds:.1f}s) | "
                 f"full {full.rate:>8,.0f} rec/s ({full.records:,} in {full.seconds:.1f}s, peak memory "

@@ -28,8 +28,6 @@ from pydantic import ValidationError
 
 from models.records import Record
 
-STREAMS = ("reps", "stages", "leads", "opportunities", "stage_changes", "close_date_changes", "activities", "quotas")
-
 
 @dataclass(frozen=True)
 class Rejected:

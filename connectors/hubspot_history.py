@@ -13,6 +13,7 @@ re-emits its whole history under the same stable ids; upserts make that harmless
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
@@ -54,8 +55,9 @@ class _DealHistoryStream(HubSpotStream):
             )
             previous = value
 
+    @abstractmethod
     def values(self, before: Any, after: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        """The change's own fields from the property's value before and after."""
 
 
 class StageChangesStream(_DealHistoryStream):

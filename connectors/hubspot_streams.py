@@ -10,6 +10,7 @@ skip them (see :meth:`SearchStream.archived_pages`).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -90,6 +91,8 @@ class RepsStream(HubSpotStream):
             team=text(team.get("name")),
             is_active=not (archived or raw.get("archived") is True),
             created_at=instant(raw.get("createdAt")),
+            # HubSpot has no hire date: an owner is created when the person joins the portal.
+            hired_on=day(raw.get("createdAt")),
             updated_at=updated,
         )
 
@@ -177,12 +180,13 @@ class SearchStream(HubSpotStream):
                 return
 
     def item(self, raw: dict[str, Any], modified: datetime, links: Mapping[str, str | None]) -> Item:
-        record_id = str(raw["id"])
+        record_id = str(raw[self.primary_key])
         fields = self.map(record_id, raw["properties"], links)
         return self.build(raw, record_id, modified, updated_at=modified, **fields)
 
+    @abstractmethod
     def map(self, record_id: str, props: dict[str, Any], links: Mapping[str, str | None]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The record's fields from its properties and first associated records."""
 
 
 class LeadsStream(SearchStream):

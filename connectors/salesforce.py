@@ -67,8 +67,9 @@ class SalesforceConnector(Connector):
         c, url, cur = self.client, self.instance_url, self.reporting_currency
         lead_fields = c.describe_fields("Lead") or {}
         task_fields = c.describe_fields("Task") or {}
+        user_fields = c.describe_fields("User") or {}
         streams: list[Stream] = [
-            RepsStream(c, url),
+            RepsStream(c, url, has_hire_date=RepsStream.hire_date_field in user_fields),
             StagesStream(c, url),
             LeadsStream(c, url, has_assigned_field=LeadsStream.assigned_field in lead_fields),
             OpportunitiesStream(c, url, default_currency=cur),

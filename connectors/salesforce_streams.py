@@ -9,6 +9,7 @@ records each). A full read of a big object goes through :mod:`connectors.salesfo
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
@@ -115,15 +116,16 @@ class SalesforceStream(Stream):
                 return
 
     def _item(self, raw: dict[str, Any], context: StreamContext) -> Item:
-        external_id = str(raw.get("Id") or "")
+        external_id = str(raw.get(self.primary_key) or "")
         if raw.get("IsDeleted"):
             stamp = parse_datetime(raw.get(self.replication_key))
             return Deleted(external_id, deleted_at=stamp or context.started_at, replication_value=stamp)
         stamp_text = raw.get(self.replication_key)
         return self.build(raw, external_id, lambda: parse_datetime(stamp_text), updated_at=stamp_text, **self.map(raw))
 
+    @abstractmethod
     def map(self, raw: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The record's fields from the raw Salesforce record."""
 
     def record_url(self, record_id: str) -> str:
         return f"{self.instance_url}/lightning/r/{self.sobject}/{record_id}/view"
@@ -135,9 +137,17 @@ class RepsStream(SalesforceStream):
     record_model = RepRecord
     deletable = False
     fields = ("Id", "Email", "Name", "Title", "IsActive", "UserRoleId", "UserRole.Name", "ManagerId", "CreatedDate")
+    # No standard User field holds a hire date; orgs that track it usually have this custom field.
+    hire_date_field = "Hire_Date__c"
+
+    def __init__(self, client: SalesforceClient, instance_url: str, *, has_hire_date: bool = False) -> None:
+        super().__init__(client, instance_url)
+        if has_hire_date:
+            self.fields = (*self.fields, self.hire_date_field)  # type: ignore[misc]
 
     def map(self, raw: dict[str, Any]) -> dict[str, Any]:
         role = raw.get("UserRole") or {}
+        created = parse_datetime(raw.get("CreatedDate"))
         return {
             "email": raw.get("Email"),
             "name": raw.get("Name"),
@@ -147,6 +157,7 @@ class RepsStream(SalesforceStream):
             "manager_id": raw.get("ManagerId"),
             "is_active": raw.get("IsActive"),
             "created_at": raw.get("CreatedDate"),
+            "hired_on": raw.get(self.hire_date_field) or (created.date() if created else None),
         }
 
 

@@ -36,7 +36,6 @@ class Record(BaseModel):
 
     external_id: CrmId
     updated_at: AwareDatetime | None = None
-    deleted: bool = False
 
 
 class RepRecord(Record):

@@ -125,6 +125,8 @@ OBJECTS: tuple[SObject, ...] = (
             SField("IsActive", "boolean", "{t}.is_active"),
             _ref("UserRoleId", "team_id", "UserRole"),
             _ref("ManagerId", "manager_id", "User"),
+            # A custom field, as orgs that track hire dates have one (the standard User has none).
+            SField("Hire_Date__c", "date", "{t}.hired_on"),
             *_stamps(),
         ),
         (Relationship("UserRole", "UserRole", "UserRoleId"), Relationship("Manager", "User", "ManagerId")),

@@ -5,16 +5,34 @@ The rules (as dlt's ``Incremental`` does it):
 - the cursor keeps the primary keys that carry exactly its value, so the next run can drop
   those re-read boundary records instead of counting them twice;
 - a cursor is never later than the sync's start: a record stamped after the start (clock
-  skew, or written while we read) is read again next time rather than risked.
+  skew, or written while we read) is read again next time rather than risked;
+- the ids at the cursor's stamp are bounded (``MAX_BOUNDARY_IDS``, as dlt warns past a
+  threshold): past it they are dropped with a warning, and the next run re-reads those
+  records, which upserts make harmless, instead of storing an ever-growing list;
+- pages come in ascending order within a run (:func:`in_order`, as the Singer SDK's
+  sorted-stream check): a connector that breaks it fails its stream instead of letting a
+  cursor pass records it never stored. Older stamps than the cursor are normal (the
+  lookback re-reads them), so the order is checked per run, not against the cursor.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
+
+from models.errors import FatalError
+
+log = logging.getLogger("salespulse.sync")
+
+MAX_BOUNDARY_IDS = 10_000
+
+
+class OutOfOrder(FatalError):
+    """A stream served a record older than one it served before it in the same run."""
 
 
 @dataclass(frozen=True)
@@ -56,4 +74,29 @@ def advance(cursor: Cursor, seen: Iterable[tuple[str, datetime | None]], started
             ids.add(external_id)
     if value is not None and value > started_at:
         return Cursor(started_at, frozenset())
+    if len(ids) > MAX_BOUNDARY_IDS:
+        log.warning(
+            "%d records share the cursor stamp %s; their ids are not kept (limit %d): the next run reads them "
+            "again (upserts make that harmless); a CRM mass update usually explains it",
+            len(ids),
+            value.isoformat() if value else None,
+            MAX_BOUNDARY_IDS,
+        )
+        ids = set()
     return Cursor(value, frozenset(ids))
+
+
+def in_order(last: datetime | None, seen: Iterable[tuple[str, datetime | None]], stream: str) -> datetime | None:
+    """The latest stamp after these records, or OutOfOrder if one is older than a record before it."""
+    for external_id, stamp in seen:
+        if stamp is None:
+            continue
+        if last is not None and stamp < last:
+            raise OutOfOrder(
+                f"record {external_id} has replication stamp {stamp.isoformat()} after a record stamped "
+                f"{last.isoformat()}: the stream must serve records in ascending order (a connector bug); nothing of "
+                "this batch was stored and the cursor stays at the last committed batch; report it with this message",
+                stream=stream,
+            )
+        last = stamp
+    return last

@@ -34,10 +34,11 @@ from models.records import Record
 from models.settings import Settings
 from models.tables import activities, opportunities, quarantine, stage_changes, sync_runs, sync_state
 from sync import workers
-from sync.cursor import Cursor, advance, is_boundary_duplicate, lower_bound
+from sync.cursor import Cursor, advance, in_order, is_boundary_duplicate, lower_bound
 from sync.lock import heartbeat, source_lock
 from sync.prefetch import prefetch
 from sync.progress import LogProgress, Progress, StreamProgress
+from sync.quota_file import apply_file_precedence
 from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
 from sync.writer import (
     begin_bulk_load,
@@ -68,6 +69,7 @@ class StreamResult:
     deleted: int = 0
     duration_s: float = 0.0
     error: str | None = None
+    last_stamp: datetime | None = None  # the latest replication stamp served so far in this run
 
     @property
     def summary(self) -> str:
@@ -265,8 +267,9 @@ class SyncEngine:
                 deletions.append((warehouse_id(source, item.external_id), item.deleted_at))
             else:
                 rejected.append(item)
+        result.last_stamp = in_order(result.last_stamp, seen, stream.name)
         with self.engine.begin() as conn:
-            upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns)
+            upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns, spec.derived)
             quarantine_records(conn, source, stream.name, rejected, now)
             back = in_quarantine.intersection(valid_ids)
             release_from_quarantine(conn, source, stream.name, back)
@@ -374,6 +377,7 @@ class SyncEngine:
         with self.engine.begin() as conn:
             _derive_stage_entered(conn, source)
             _derive_last_activity(conn, source, since)
+            apply_file_precedence(conn)
 
 
 def next_startable(targets: list[str], waiting: list[int], running: Iterable[int]) -> int | None:

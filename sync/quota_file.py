@@ -4,6 +4,11 @@ The file is the whole truth for ``source = 'file'`` quotas: loading it replaces 
 file quota in one transaction, so a line removed from the file disappears from the
 warehouse, and a file with any error changes nothing. Every problem is reported with its
 line number, all at once, so an admin fixes the file in one pass.
+
+The file wins over the CRM: a Salesforce quota of a rep whose file quota overlaps its
+period is kept but marked ``is_effective = false``; an optional ``hired_on`` column gives
+a rep's start date (for ramp) over the CRM's. :func:`apply_file_precedence` settles both,
+after a load and after every sync (a later CRM quota or rep change must not win).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 from pathlib import Path
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
 
 from models.errors import ConfigError
 from models.records import MAX_AMOUNT
@@ -35,6 +40,7 @@ class QuotaLine:
     period_end: date
     amount: Decimal
     currency: str
+    hired_on: date | None = None
 
 
 class QuotaFileError(ConfigError):
@@ -79,6 +85,7 @@ def parse_quota_file(path: Path, rep_index: dict[str, str], company: CompanySett
             if parsed is not None:
                 lines.append(parsed)
     problems.extend(_overlaps(lines))
+    problems.extend(_hire_dates_disagree(lines))
     if problems:
         raise QuotaFileError(path, sorted(problems))
     return lines
@@ -101,6 +108,8 @@ def _parse_row(
         problems.append((number, f"unknown rep {who!r}: no synced rep has this {rep_column.removeprefix('rep_')}"))
     start = _date(row.get("period_start", ""), "period_start", number, problems)
     end = _date(row.get("period_end", ""), "period_end", number, problems)
+    hired = row.get("hired_on", "")
+    hired_on = _date(hired, "hired_on", number, problems) if hired else None
     if start and end and end < start:
         problems.append((number, f"period_end {end} is before period_start {start}"))
     amount = None
@@ -125,7 +134,7 @@ def _parse_row(
     assert start is not None
     assert end is not None
     assert amount is not None
-    return QuotaLine(number, rep_id, start, end, amount.quantize(Decimal("0.01")), currency)
+    return QuotaLine(number, rep_id, start, end, amount.quantize(Decimal("0.01")), currency, hired_on)
 
 
 def _date(text: str, column: str, number: int, problems: list[tuple[int, str]]) -> date | None:
@@ -152,6 +161,20 @@ def _overlaps(lines: list[QuotaLine]) -> list[tuple[int, str]]:
                         f"({prev.period_start}..{prev.period_end}) for the same rep",
                     )
                 )
+    return found
+
+
+def _hire_dates_disagree(lines: list[QuotaLine]) -> list[tuple[int, str]]:
+    first: dict[str, QuotaLine] = {}
+    found = []
+    for q in lines:
+        if q.hired_on is None:
+            continue
+        seen = first.setdefault(q.rep_id, q)
+        if seen.hired_on != q.hired_on:
+            found.append(
+                (q.line, f"hired_on {q.hired_on} differs from line {seen.line} ({seen.hired_on}) for the same rep")
+            )
     return found
 
 
@@ -190,4 +213,27 @@ def load_quota_file(conn: Connection, path: Path, company: CompanySettings, now:
                 for q in lines
             ],
         )
+    conn.execute(update(reps).values(hired_on_file=None))
+    hired = {q.rep_id: q.hired_on for q in lines if q.hired_on is not None}
+    if hired:
+        conn.execute(
+            update(reps).where(reps.c.id == bindparam("b_id")).values(hired_on_file=bindparam("b_on")),
+            [{"b_id": rep_id, "b_on": on} for rep_id, on in hired.items()],
+        )
+    apply_file_precedence(conn)
     return len(lines)
+
+
+def apply_file_precedence(conn: Connection) -> None:
+    """The file wins: CRM quotas overlapped by a file quota of the same rep stop being effective,
+    and a rep's hired_on is the file's when it gives one."""
+    file_quota = quotas.alias("file_quota")
+    overlapped = exists().where(
+        file_quota.c.source == "file",
+        file_quota.c.rep_id == quotas.c.rep_id,
+        file_quota.c.period_start <= quotas.c.period_end,
+        file_quota.c.period_end >= quotas.c.period_start,
+    )
+    conn.execute(update(quotas).where(quotas.c.source != "file").values(is_effective=~overlapped))
+    conn.execute(update(quotas).where(quotas.c.source == "file").values(is_effective=True))
+    conn.execute(update(reps).values(hired_on=func.coalesce(reps.c.hired_on_file, reps.c.hired_on_crm)))

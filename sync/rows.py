@@ -17,15 +17,7 @@ from sqlalchemy import Connection, Table, select
 
 from models.errors import SkippableError
 from models.records import (
-    ActivityRecord,
-    CloseDateChangeRecord,
-    LeadRecord,
-    OpportunityRecord,
-    QuotaRecord,
     Record,
-    RepRecord,
-    StageChangeRecord,
-    StageRecord,
 )
 from models.settings import CompanySettings
 from models.tables import (
@@ -81,11 +73,12 @@ class StreamTable:
     """How one stream's records land in one table."""
 
     table: Table
-    record_model: type[Record]
     refs: tuple[str, ...] = ()  # record fields holding CRM ids of other records
     conflict: tuple[str, ...] = ("id",)
     has_updated_at: bool = True
     deletable: bool = True
+    # Columns salespulse keeps itself (a file's override, a precedence flag): the sync never writes them.
+    derived: tuple[str, ...] = ()
 
     @property
     def key(self) -> Callable[[dict[str, Any]], Any]:
@@ -94,29 +87,27 @@ class StreamTable:
 
     @property
     def update_columns(self) -> list[str]:
-        keep = {"id", "source", *self.conflict}
+        keep = {"id", "source", *self.conflict, *self.derived}
         return [c.name for c in self.table.columns if c.name not in keep]
 
 
 STREAM_TABLES: dict[str, StreamTable] = {
-    "reps": StreamTable(reps, RepRecord, refs=("team_id", "manager_id")),
-    "stages": StreamTable(stages, StageRecord, deletable=False),
-    "leads": StreamTable(leads, LeadRecord, refs=("owner_id", "converted_opportunity_id")),
-    "opportunities": StreamTable(opportunities, OpportunityRecord, refs=("owner_id", "lead_id")),
-    "stage_changes": StreamTable(
-        stage_changes, StageChangeRecord, refs=("opportunity_id",), has_updated_at=False, deletable=False
-    ),
+    "reps": StreamTable(reps, refs=("team_id", "manager_id"), derived=("hired_on", "hired_on_file")),
+    "stages": StreamTable(stages, deletable=False),
+    "leads": StreamTable(leads, refs=("owner_id", "converted_opportunity_id")),
+    "opportunities": StreamTable(opportunities, refs=("owner_id", "lead_id")),
+    "stage_changes": StreamTable(stage_changes, refs=("opportunity_id",), has_updated_at=False, deletable=False),
     "close_date_changes": StreamTable(
-        close_date_changes, CloseDateChangeRecord, refs=("opportunity_id",), has_updated_at=False, deletable=False
+        close_date_changes, refs=("opportunity_id",), has_updated_at=False, deletable=False
     ),
-    "activities": StreamTable(activities, ActivityRecord, refs=("rep_id", "opportunity_id", "lead_id")),
+    "activities": StreamTable(activities, refs=("rep_id", "opportunity_id", "lead_id")),
     "quotas": StreamTable(
         quotas,
-        QuotaRecord,
         refs=("rep_id",),
         conflict=("source", "rep_id", "period_start", "period_end"),
         has_updated_at=False,
         deletable=False,
+        derived=("is_effective",),
     ),
 }
 
@@ -129,7 +120,8 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
     """The row for ``record``, or Unusable with the reason it cannot be stored."""
     source = lookups.source
     row = dict(record.__dict__)  # the validated fields; much cheaper than model_dump()
-    del row["deleted"]
+    if spec.table is reps:  # the CRM's hire date; hired_on itself is derived (the quota file may override it)
+        row["hired_on_crm"] = row.pop("hired_on")
     if spec.table is quotas:
         row.pop("updated_at")
     else:

@@ -86,14 +86,18 @@ class _UpsertPlan:
 
 
 @lru_cache(maxsize=64)
-def _plan(table: Table, conflict: tuple[str, ...], update: tuple[str, ...], dialect: Dialect) -> _UpsertPlan:
+def _plan(
+    table: Table, conflict: tuple[str, ...], update: tuple[str, ...], dialect: Dialect, skip: tuple[str, ...]
+) -> _UpsertPlan:
     """The compiled statement and per-column converters for one table, made once.
 
     Why not plain ``conn.execute(stmt, rows)``: SQLAlchemy's per-row parameter processing
     cost more than the database itself (profiled at 60 % of a full sync).
     """
     module = postgresql if dialect.name == "postgresql" else sqlite
-    columns = tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
+    columns = tuple(
+        c.name for c in table.columns if not (c.primary_key and c.autoincrement is True) and c.name not in skip
+    )
     stmt = module.insert(table).values({c: bindparam(c) for c in columns})
     stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update})
     positional = dialect.name == "sqlite"
@@ -107,12 +111,17 @@ def _plan(table: Table, conflict: tuple[str, ...], update: tuple[str, ...], dial
 
 
 def upsert(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str], columns: Sequence[str]
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    columns: Sequence[str],
+    skip: Sequence[str] = (),
 ) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE, one executemany for the whole batch."""
+    """INSERT ... ON CONFLICT DO UPDATE, one executemany for the whole batch; ``skip``: columns left alone."""
     if not rows:
         return
-    plan = _plan(table, tuple(conflict), tuple(columns), conn.dialect)
+    plan = _plan(table, tuple(conflict), tuple(columns), conn.dialect, tuple(skip))
     conn.exec_driver_sql(plan.sql, plan.parameters(rows))
 
 

@@ -129,3 +129,95 @@ def test_wrong_header_says_what_is_expected(with_reps: Engine, tmp_path: Path, h
         load_quota_file(conn, write(tmp_path, "", header), COMPANY, NOW)
     assert "quotas.csv:1:" in str(info.value)
     assert "expected rep_email,period_start,period_end,amount,currency" in str(info.value)
+
+
+def crm_quota(rep: int, start: date, end: date, amount: str = "999") -> dict:
+    return {
+        "source": "salesforce",
+        "external_id": f"0J9{rep}{start:%m}",
+        "rep_id": f"salesforce:005{rep}",
+        "period_start": start,
+        "period_end": end,
+        "amount": Decimal(amount),
+        "currency": "USD",
+        "amount_reporting": Decimal(amount),
+        "synced_at": NOW,
+    }
+
+
+Q1 = (date(2026, 1, 1), date(2026, 3, 31))
+Q2 = (date(2026, 4, 1), date(2026, 6, 30))
+
+
+@pytest.mark.parametrize(
+    ("file_body", "effective"),
+    [
+        # (file lines) -> which Salesforce quotas stay effective, as (rep, quarter start month)
+        ("", {(0, 1), (0, 4), (1, 1)}),
+        ("rep0@example.com,2026-01-01,2026-03-31,100,USD\n", {(0, 4), (1, 1)}),  # same rep and period
+        ("rep0@example.com,2026-02-01,2026-02-28,100,USD\n", {(0, 4), (1, 1)}),  # a month inside the quarter
+        ("rep0@example.com,2026-03-31,2026-04-01,100,USD\n", {(1, 1)}),  # touches both quarters
+        ("rep2@example.com,2026-01-01,2026-06-30,100,USD\n", {(0, 1), (0, 4), (1, 1)}),  # another rep
+    ],
+)
+def test_the_file_wins_over_salesforce_for_the_same_rep_and_period(
+    with_reps: Engine, tmp_path: Path, file_body: str, effective: set[tuple[int, int]]
+) -> None:
+    with with_reps.begin() as conn:
+        conn.execute(insert(quotas), [crm_quota(0, *Q1), crm_quota(0, *Q2), crm_quota(1, *Q1)])
+        load_quota_file(conn, write(tmp_path, file_body), COMPANY, NOW)
+        rows = conn.execute(select(quotas.c.source, quotas.c.rep_id, quotas.c.period_start, quotas.c.is_effective))
+        got = {(r.source, int(r.rep_id[-1]), r.period_start.month, r.is_effective) for r in rows}
+    want_crm = {("salesforce", rep, month, (rep, month) in effective) for rep, month in [(0, 1), (0, 4), (1, 1)]}
+    assert {g for g in got if g[0] == "salesforce"} == want_crm
+    assert all(g[3] for g in got if g[0] == "file")  # the file's own quotas always count
+
+
+def test_a_crm_quota_synced_after_the_file_still_loses(with_reps: Engine, tmp_path: Path) -> None:
+    from sync.quota_file import apply_file_precedence
+
+    with with_reps.begin() as conn:
+        load_quota_file(conn, write(tmp_path, "rep0@example.com,2026-01-01,2026-03-31,100,USD\n"), COMPANY, NOW)
+        conn.execute(insert(quotas), [crm_quota(0, *Q1)])  # as the next sync writes it
+        apply_file_precedence(conn)  # as the sync does after its streams
+        assert conn.execute(select(quotas.c.is_effective).where(quotas.c.source == "salesforce")).scalar_one() is False
+
+
+def test_hired_on_column_overrides_the_crm_hire_date_and_reverts_when_removed(
+    with_reps: Engine, tmp_path: Path
+) -> None:
+    from sqlalchemy import update
+
+    with with_reps.begin() as conn:
+        conn.execute(update(reps).values(hired_on_crm=date(2025, 6, 1)))
+    header = "rep_email,period_start,period_end,amount,currency,hired_on\n"
+    lines = "rep0@example.com,2026-01-01,2026-03-31,1,USD,2026-01-15\nrep0@example.com,2026-04-01,2026-06-30,1,USD,\n"
+    with with_reps.begin() as conn:
+        load_quota_file(
+            conn, write(tmp_path, lines + "rep1@example.com,2026-01-01,2026-03-31,1,USD,\n", header), COMPANY, NOW
+        )
+        hired = dict(conn.execute(select(reps.c.external_id, reps.c.hired_on)).all())
+    assert hired == {"0050": date(2026, 1, 15), "0051": date(2025, 6, 1), "0052": date(2025, 6, 1)}
+    with with_reps.begin() as conn:
+        load_quota_file(conn, write(tmp_path, "rep0@example.com,2026-01-01,2026-03-31,1,USD\n"), COMPANY, NOW)
+        assert conn.execute(select(reps.c.hired_on).where(reps.c.external_id == "0050")).scalar_one() == date(
+            2025, 6, 1
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("rep0@example.com,2026-01-01,2026-03-31,1,USD,15/01/2026\n", "line 2: hired_on '15/01/2026' is not a date"),
+        (
+            "rep0@example.com,2026-01-01,2026-03-31,1,USD,2026-01-15\nrep0@example.com,2026-04-01,2026-06-30,1,USD,2026-02-01\n",
+            "line 3: hired_on 2026-02-01 differs from line 2 (2026-01-15)",
+        ),
+    ],
+)
+def test_a_bad_hired_on_is_named(with_reps: Engine, tmp_path: Path, body: str, expected: str) -> None:
+    header = "rep_email,period_start,period_end,amount,currency,hired_on\n"
+    with pytest.raises(QuotaFileError) as info, with_reps.connect() as conn:
+        load_quota_file(conn, write(tmp_path, body, header), COMPANY, NOW)
+    line, message = expected.split(": ", 1)
+    assert f"quotas.csv:{line.split()[1]}: {message}" in str(info.value)

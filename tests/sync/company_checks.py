@@ -8,6 +8,7 @@ company" is a set comparison plus a checksum that a test can print.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -52,9 +53,9 @@ CHECKS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
         (str, "ref", bool, bool),
     ),
     "reps": (
-        "SELECT id, lower(email), manager_id FROM users WHERE crm = :crm",
-        "SELECT external_id, email, manager_id FROM reps WHERE source = :crm",
-        (str, str, "ref"),
+        "SELECT id, lower(email), manager_id, hired_on FROM users WHERE crm = :crm",
+        "SELECT external_id, email, manager_id, hired_on FROM reps WHERE source = :crm",
+        (str, str, "ref", _day),
     ),
     "stage_changes": (
         "SELECT h.deal_id, h.old_value, h.new_value, h.changed_at FROM deal_history h"
@@ -84,14 +85,15 @@ def _normalise(row: Any, kinds: tuple[Any, ...], source: str | None) -> tuple[An
     return tuple(out)
 
 
-# Where a CRM cannot give a column, compare the rest: HubSpot owners have no manager, and
+# Where a CRM cannot give a column, compare the rest: HubSpot owners have no manager nor
+# hire date (the owner's creation day stands for it, as the connector maps it), and
 # HubSpot's property history also records each deal's starting stage (from_stage null),
 # which the store keeps as the deal's first stage rather than as a change.
 OVERRIDES: dict[tuple[str, str], tuple[str, str, tuple[Any, ...]]] = {
     ("hubspot", "reps"): (
-        "SELECT id, lower(email) FROM users WHERE crm = :crm",
-        "SELECT external_id, email FROM reps WHERE source = :crm",
-        (str, str),
+        "SELECT id, lower(email), substr(created_at, 1, 10) FROM users WHERE crm = :crm",
+        "SELECT external_id, email, hired_on FROM reps WHERE source = :crm",
+        (str, str, _day),
     ),
     ("hubspot", "stage_changes"): (
         CHECKS["stage_changes"][0],
@@ -105,14 +107,36 @@ def _check(crm: str, table: str) -> tuple[str, str, tuple[Any, ...]]:
     return OVERRIDES.get((crm, table), CHECKS[table])
 
 
-def expected(store: Store, truth: GroundTruth, crm: str, table: str) -> set[tuple[Any, ...]]:
-    """The rows a correct sync of ``crm`` must produce: everything but the invalid dirty records."""
+def expected_rows(store: Store, truth: GroundTruth, crm: str, table: str) -> list[tuple[Any, ...]]:
+    """The rows a correct sync of ``crm`` must produce, each once: everything but the invalid dirty records."""
     store_sql, _, kinds = _check(crm, table)
     invalid = {"opportunities": truth.invalid_ids(crm, "deals"), "leads": truth.invalid_ids(crm, "leads")}.get(
         table, set()
     )
     rows = store.connect().execute(store_sql.replace(":crm", "?"), (crm,))
-    return {_normalise(tuple(r), kinds, None) for r in rows if r[0] not in invalid}
+    return [_normalise(tuple(r), kinds, None) for r in rows if r[0] not in invalid]
+
+
+def expected(store: Store, truth: GroundTruth, crm: str, table: str) -> set[tuple[Any, ...]]:
+    return set(expected_rows(store, truth, crm, table))
+
+
+def differences(engine: Engine, store: Store, truth: GroundTruth, crm: str, table: str) -> str | None:
+    """None when the warehouse holds each source row exactly once (same values), else what differs.
+
+    Compared as multisets of whole rows, not by the warehouse's primary key (which makes a row
+    unique by construction): a record stored twice under two ids, one missing, or one with a
+    stale value (an extra row and a missing one) all show.
+    """
+    want = Counter(expected_rows(store, truth, crm, table))
+    got = Counter(actual(engine, crm, table))
+    if want == got:
+        return None
+    twice = sum(n - 1 for row, n in got.items() if n > 1)
+    return (
+        f"{crm} {table}: {sum((want - got).values())} missing, {sum((got - want).values())} extra or stale "
+        f"({twice} stored more than once); e.g. missing {list(want - got)[:2]}, extra {list(got - want)[:2]}"
+    )
 
 
 def actual(engine: Engine, source: str, table: str) -> list[tuple[Any, ...]]:

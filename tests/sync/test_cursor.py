@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.cursor import Cursor, advance, is_boundary_duplicate, lower_bound
+from sync.cursor import MAX_BOUNDARY_IDS, Cursor, OutOfOrder, advance, in_order, is_boundary_duplicate, lower_bound
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 START = T0 + timedelta(hours=1)
@@ -85,3 +86,50 @@ def test_a_crash_anywhere_then_resume_loses_nothing(
         else:
             assert external_id in stored
     assert stored == {r for r, _ in records}
+
+
+@pytest.mark.parametrize(
+    ("last", "seen", "expected"),
+    [
+        (None, [], None),
+        (None, [("a", at(1)), ("b", at(1)), ("c", None), ("d", at(2))], at(2)),
+        (at(1), [("a", at(1))], at(1)),  # ties in any order
+        (at(5), [("a", at(6))], at(6)),
+    ],
+)
+def test_in_order_accepts_ascending_stamps(last: datetime | None, seen: list, expected: datetime | None) -> None:
+    assert in_order(last, seen, "s") == expected
+
+
+@pytest.mark.parametrize(
+    ("last", "seen", "culprit"),
+    [
+        (None, [("a", at(2)), ("b", at(1))], "b"),
+        (at(3), [("a", at(2))], "a"),  # older than the previous batch of this run
+        (None, [("a", at(1)), ("n", None), ("c", at(3)), ("d", at(2))], "d"),
+    ],
+)
+def test_in_order_refuses_an_older_stamp_naming_the_record(last: datetime | None, seen: list, culprit: str) -> None:
+    with pytest.raises(OutOfOrder, match=f"record {culprit} has replication stamp .* ascending order"):
+        in_order(last, seen, "s")
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(min_value=0, max_value=50), max_size=30))
+def test_in_order_raises_exactly_when_a_stamp_goes_back(minutes: list[int]) -> None:
+    seen = [(str(i), at(m)) for i, m in enumerate(minutes)]
+    descends = any(b < a for a, b in pairwise(minutes))
+    if descends:
+        with pytest.raises(OutOfOrder):
+            in_order(None, seen, "s")
+    else:
+        assert in_order(None, seen, "s") == (at(max(minutes)) if minutes else None)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_boundary_ids_are_bounded(extra: int, caplog: pytest.LogCaptureFixture) -> None:
+    seen = [(f"id{i}", at(3)) for i in range(MAX_BOUNDARY_IDS + extra)]
+    cursor = advance(Cursor(), seen, START)
+    assert cursor.value == at(3)
+    assert len(cursor.ids) == (0 if extra else MAX_BOUNDARY_IDS)
+    assert ("ids are not kept" in caplog.text) == bool(extra)

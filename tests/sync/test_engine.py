@@ -537,3 +537,18 @@ def test_a_quota_of_an_unknown_rep_is_quarantined_with_how_to_fix_it(
         reason = conn.execute(select(quarantine.c.reason).where(quarantine.c.external_id == "q1")).scalar_one()
     assert reason.startswith("quota owner ghost is not a known salesforce rep")
     assert "assign the quota to an active user in salesforce" in reason
+
+
+def test_a_stream_serving_an_older_stamp_fails_and_keeps_its_cursor(
+    warehouse: Engine, settings: Settings, clock
+) -> None:
+    settings.sync.batch_size = 1
+    pages = [[deal(1, 5)], [deal(2, 7)], [deal(3, 6)], [deal(4, 8)]]  # deal 3 goes back in time
+    results = SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams(pages)))
+    assert results[-1].status == "failed"
+    assert "record d3 has replication stamp" in results[-1].error
+    assert "ascending order" in results[-1].error
+    with warehouse.connect() as conn:
+        cursor = conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
+    assert Cursor.from_json(cursor) == Cursor(at(7), frozenset({"d2"}))
+    assert count(warehouse, opportunities) == 2  # nothing of the bad batch
