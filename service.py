@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="small", choices=["small", "medium", "large"])
     p.add_argument("--seed", type=int, default=1)
 
-    sub.add_parser("status", help="schema version, row counts, last sync per stream, alert and outbox state")
+    p = sub.add_parser("status", help="schema version, row counts, last sync per stream, alert and outbox state")
+    p.add_argument("--json", action="store_true", help="the same facts as JSON, for scripts")
 
     p = sub.add_parser("rules", help="check rule files; run rule unit tests")
     rsub = p.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=_Parser)
@@ -133,32 +134,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- commands ------------------------------------------------------------------------
 
 
-def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
+    from models.clock import utc_now
     from models.database import open_warehouse
     from models.inventory import warehouse_status
+    from models.status_report import RulesFile, render_json, render_tables, status_document
 
     st = warehouse_status(open_warehouse(settings.database.url))
-    print(f"database        {settings.database.display_url}")
-    current = "up to date" if st.schema_version == st.head_version else f"head is {st.head_version}"
-    print(f"schema version  {st.schema_version} ({current})")
-    print("\nrows")
-    for name, n in st.row_counts.items():
-        print(f"  {name:<20} {n:>10,}")
-    print("\nstreams")
-    if not st.streams:
-        print("  (no sync has run yet)")
-    for s in st.streams:
-        when = s.last_started_at.isoformat(timespec="seconds") if s.last_started_at else "never"
-        line = f"  {s.source}/{s.stream:<16} last run {when} {s.last_status or '-'}"
-        line += f", wrote {s.records_written:,}" if s.records_written is not None else ""
-        line += f", quarantined {s.quarantined:,}" if s.quarantined else ""
-        print(line)
-        if s.cursor:
-            print(f"      cursor {s.cursor}")
-        if s.last_error:
-            print(f"      error  {s.last_error}")
-    print("\noutbox")
-    print("  " + (", ".join(f"{k} {v:,}" for k, v in sorted(st.outbox.items())) or "(empty)"))
+    rules = [RulesFile(path, path.exists()) for path in settings.rules.paths]
+    doc = status_document(settings.database.display_url, st, rules, utc_now())
+    if args.json:
+        print(render_json(doc))
+    else:
+        console = Console()
+        # Piped into a file or a pager: wide enough that rows do not wrap.
+        render_tables(doc, console if console.is_terminal else Console(width=200))
     return 0
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 from sandbox.company import SCALES
@@ -33,18 +37,39 @@ def test_sync_then_status_shows_runs_cursors_and_quarantine(tmp_path: Path) -> N
         synced = run(env, "sync")
         assert synced.returncode == 0, synced.stderr[-2000:]
         assert "source=hubspot stream=calls status=ok" in synced.stderr
-        status = run(env, "status")
-    assert status.returncode == 0
-    invalid = len(box.truth.invalid_ids("salesforce", "deals"))
-    lines = status.stdout.splitlines()
-    opp = next(line for line in lines if line.strip().startswith("salesforce/opportunities"))
-    assert " ok" in opp
-    assert f"quarantined {invalid}" in opp
-    assert any(line.strip().startswith("cursor {") for line in lines)
-    quotas = next(line for line in lines if line.strip().startswith("quotas "))
-    assert int(quotas.split()[-1].replace(",", "")) > 0  # CRM quotas and the quota file
+        table = run(env, "status")
+        as_json = run(env, "status", "--json")
+        quota_lines = list(csv.DictReader(box.quota_file.open(newline="")))
+    assert table.returncode == as_json.returncode == 0
+    doc = json.loads(as_json.stdout)
+    streams = {f"{s['source']}/{s['stream']}": s for s in doc["streams"]}
+    opp = streams["salesforce/opportunities"]
+    assert opp["status"] == "ok"
+    assert opp["quarantined"] == len(box.truth.invalid_ids("salesforce", "deals"))
+    deals = box.truth.counts["salesforce"]["deals"]
+    assert opp["rows"] == deals["rows"] - deals["deleted"] - opp["quarantined"]
+    assert opp["cursor_stamp"] is not None
+    assert opp["ids_at_stamp"] >= 1
+    assert 0 <= opp["age_s"] < 600
+    # The table reads at a glance: one line per stream with its status and counts, no raw cursor JSON.
+    line = next(x for x in table.stdout.splitlines() if x.strip().startswith("salesforce/opportunities"))
+    assert line.split()[4:7] == ["ok", f"{opp['rows']:,}", f"{opp['quarantined']:,}"]
+    assert '"ids"' not in table.stdout
+    # Every line of the quota file landed as a file quota (not only CRM quotas).
+    with sqlite3.connect(tmp_path / "w.db") as db:
+        stored = set(
+            db.execute(
+                "SELECT r.email, q.period_start, q.period_end, q.amount FROM quotas q JOIN reps r ON r.id = q.rep_id"
+                " WHERE q.source = 'file'"
+            )
+        )
+    cents = Decimal("0.01")
+    assert {(e, s, f, Decimal(str(a)).quantize(cents)) for e, s, f, a in stored} == {
+        (q["rep_email"].lower(), q["period_start"], q["period_end"], Decimal(q["amount"]).quantize(cents))
+        for q in quota_lines
+    }
     for secret in box.tokens.values():
-        assert secret not in synced.stdout + synced.stderr + status.stdout
+        assert secret not in synced.stdout + synced.stderr + table.stdout + as_json.stdout
 
 
 def test_sync_with_an_unreachable_crm_exits_1_with_the_reason(tmp_path: Path) -> None:

@@ -1,0 +1,129 @@
+"""What ``status`` shows: plain rows gathered once, then rendered as rich tables or JSON.
+
+Gathering and rendering are apart so that a new fact (a degraded stream, a rate's
+provenance) is one more key in a row, shown by both renderers; scripts read ``--json``
+instead of scraping the table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from models.inventory import WarehouseStatus
+
+STREAM_COLUMNS = ("stream", "last run", "age", "status", "rows", "quarantined", "cursor stamp", "ids at stamp")
+
+
+@dataclass(frozen=True)
+class RulesFile:
+    path: Path
+    exists: bool
+
+
+def _short(iso: str | None) -> str:
+    """'2026-05-01T12:00:00+00:00' as '2026-05-01 12:00:00Z' (every instant is UTC)."""
+    return iso.replace("T", " ").replace("+00:00", "Z") if iso else "-"
+
+
+def age(seconds: float | None) -> str:
+    """'42s', '7m', '3h', '2d': how long ago, at a glance."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def stream_rows(st: WarehouseStatus, now: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for s in st.streams:
+        cursor = json.loads(s.cursor) if s.cursor else {}  # sync.cursor.Cursor's JSON: {"value", "ids"}
+        rows.append(
+            {
+                "source": s.source,
+                "stream": s.stream,
+                "last_run": s.last_started_at.isoformat(timespec="seconds") if s.last_started_at else None,
+                "age_s": round((now - s.last_started_at).total_seconds()) if s.last_started_at else None,
+                "status": s.last_status,
+                "rows": s.records_written,
+                "quarantined": s.quarantined,
+                "cursor_stamp": cursor.get("value"),
+                "ids_at_stamp": len(cursor.get("ids", ())),
+                "error": s.last_error,
+            }
+        )
+    return rows
+
+
+def status_document(database: str, st: WarehouseStatus, rules: Sequence[RulesFile], now: datetime) -> dict[str, Any]:
+    return {
+        "database": database,
+        "schema_version": st.schema_version,
+        "head_version": st.head_version,
+        "row_counts": st.row_counts,
+        "streams": stream_rows(st, now),
+        "rules": [{"path": str(r.path), "exists": r.exists} for r in rules],
+        "outbox": st.outbox,
+    }
+
+
+def render_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False)
+
+
+def render_tables(doc: dict[str, Any], console: Console) -> None:
+    current = "up to date" if doc["schema_version"] == doc["head_version"] else f"head is {doc['head_version']}"
+    say = partial(console.print, markup=False, highlight=False, soft_wrap=True)  # CRM and file text as is
+    say(f"database        {doc['database']}")
+    say(f"schema version  {doc['schema_version']} ({current})")
+
+    counts = Table("table", "rows", box=box.SIMPLE_HEAD, title="rows", title_justify="left")
+    counts.columns[1].justify = "right"
+    for name, n in doc["row_counts"].items():
+        counts.add_row(name, f"{n:,}")
+    console.print(counts)
+
+    if not doc["streams"]:
+        say("streams: (no sync has run yet)")
+    else:
+        streams = Table(*STREAM_COLUMNS, box=box.SIMPLE_HEAD, title="streams", title_justify="left")
+        for column in streams.columns[4:6]:
+            column.justify = "right"
+        streams.columns[7].justify = "right"
+        for row in doc["streams"]:
+            status = row["status"] or "-"
+            style = "green" if status == "ok" else "red" if status in ("failed", "interrupted") else "yellow"
+            streams.add_row(
+                f"{row['source']}/{row['stream']}",
+                _short(row["last_run"]) if row["last_run"] else "never",
+                age(row["age_s"]),
+                f"[{style}]{status}[/]",
+                f"{row['rows']:,}" if row["rows"] is not None else "-",
+                f"{row['quarantined']:,}",
+                _short(row["cursor_stamp"]),
+                f"{row['ids_at_stamp']:,}",
+            )
+        console.print(streams)
+        for row in doc["streams"]:
+            if row["error"]:
+                say(f"  {row['source']}/{row['stream']} error: {row['error']}")
+
+    rules = doc["rules"]
+    loadable = [r["path"] for r in rules if r["exists"]]
+    missing = [r["path"] for r in rules if not r["exists"]]
+    say(f"\nrules: {len(loadable)} file(s) found" + (f": {', '.join(loadable)}" if loadable else ""))
+    if missing:
+        say(f"  not found (no rules are loaded from them; see [rules] paths): {', '.join(missing)}")
+    outbox = ", ".join(f"{k} {v:,}" for k, v in sorted(doc["outbox"].items())) or "(empty)"
+    say(f"outbox: {outbox}")
