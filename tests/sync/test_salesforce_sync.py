@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from connectors.retry import RetryPolicy
 from connectors.salesforce import SalesforceConnector
@@ -131,6 +131,16 @@ def test_full_then_incremental_sync_equals_the_company(warehouse_url: str, box: 
     )
     assert by_stream["opportunities"].deleted == len(summary.deleted["salesforce"])
     assert_warehouse_equals_company(engine, box)
+    # The check can fail: a stage change stored twice (under a second id, as a bug would) is caught,
+    # although no primary key is duplicated.
+    with engine.begin() as conn:
+        row = dict(conn.execute(select(stage_changes).limit(1)).mappings().one())
+        conn.execute(
+            insert(stage_changes).values({**row, "id": f"{row['id']}b", "external_id": f"{row['external_id']}b"})
+        )
+    found = differences(engine, box.store, box.truth, "salesforce", "stage_changes")
+    assert found is not None
+    assert "0 missing, 1 extra or stale (1 stored more than once)" in found
     engine.dispose()
 
 
