@@ -157,6 +157,7 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
 def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
     from models.clock import utc_now
     from models.database import open_warehouse
+    from sync.currency import RateBook
     from sync.quota_file import load_quota_file, parse_quota_file, rep_index
 
     path = Path(args.path) if args.path else settings.quotas.path
@@ -165,7 +166,7 @@ def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
     engine = open_warehouse(settings.database.url)
     if args.quotas_command == "check":
         with engine.connect() as conn:
-            lines = parse_quota_file(path, rep_index(conn), settings.company)
+            lines = parse_quota_file(path, rep_index(conn), settings.company, RateBook.load(conn, settings.company))
         print(f"{path}: {len(lines)} quota line(s), all valid")
         return 0
     with engine.begin() as conn:

@@ -12,7 +12,10 @@ Conventions (stable; analysts rely on them):
   wrote the row; ``deleted_at`` is set when the record was deleted or archived in the CRM
   (rows are soft-deleted, never removed).
 - Amounts are kept in the record's currency (``amount``, ``currency``) and converted to the
-  reporting currency from settings (``amount_reporting``).
+  reporting currency (``amount_reporting``) at the rate in ``exchange_rates`` (the CRMs' own
+  rates) unless ``[company.fx_rates]`` in settings overrides it; a changed rate re-converts.
+- ``quarantine_id`` on a data row: the CRM's latest version of the record is in quarantine,
+  so the row shows an older, valid version (stale) until a valid version arrives.
 """
 
 from __future__ import annotations
@@ -46,6 +49,15 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 Money = Numeric(18, 2)
+Rate = Numeric(28, 12)
+
+
+def _stale_column() -> Column:
+    return Column(
+        "quarantine_id",
+        Integer,
+        comment="quarantine.id of the CRM's newer, invalid version: this row is stale until a valid one arrives",
+    )
 
 
 def _crm_columns() -> list[Column]:
@@ -118,6 +130,7 @@ leads = Table(
     Column("converted_opportunity_id", String(80), comment="opportunities.id the lead became"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("assigned_at", UTCDateTime(), comment="when the current owner got the lead"),
+    _stale_column(),
     *_tail_columns(),
     Index(None, "owner_id", "assigned_at"),
     Index(None, "created_at"),
@@ -146,6 +159,7 @@ opportunities = Table(
     Column("last_activity_at", UTCDateTime()),
     Column("lead_id", String(80), comment="leads.id the deal came from, when known"),
     Column("crm_url", String(500), comment="link to the record in the CRM"),
+    _stale_column(),
     *_tail_columns(),
     Index(None, "owner_id", "is_closed", "close_date"),
     Index(None, "is_closed", "stage", "stage_entered_at"),
@@ -164,6 +178,7 @@ stage_changes = Table(
     Column("to_stage", String(255), nullable=False, comment="stages.api_name after"),
     Column("changed_at", UTCDateTime(), nullable=False),
     Column("synced_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), comment="set when the deal or this history row was deleted in the CRM"),
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
     comment="Every stage move of every deal.",
@@ -178,6 +193,7 @@ close_date_changes = Table(
     Column("new_date", Date),
     Column("changed_at", UTCDateTime(), nullable=False),
     Column("synced_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), comment="set when the deal or this history row was deleted in the CRM"),
     Index(None, "opportunity_id", "changed_at"),
     comment="Every change of a deal's expected close date (pushes are later new_date).",
 )
@@ -193,6 +209,7 @@ activities = Table(
     Column("lead_id", String(80), comment="leads.id, when linked to a lead"),
     Column("occurred_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime()),
+    _stale_column(),
     *_tail_columns(),
     Index(None, "opportunity_id", "occurred_at"),
     Index(None, "rep_id", "occurred_at"),
@@ -213,9 +230,30 @@ quotas = Table(
     Column("currency", String(3), nullable=False),
     Column("amount_reporting", Money, nullable=False),
     Column("synced_at", UTCDateTime(), nullable=False),
+    _stale_column(),
     UniqueConstraint("source", "rep_id", "period_start", "period_end"),
     Index(None, "rep_id", "period_start"),
     comment="Quota per rep and period; where file and CRM both have one, the file wins.",
+)
+
+exchange_rates = Table(
+    "exchange_rates",
+    metadata,
+    *_crm_columns(),
+    Column("currency", String(3), nullable=False, comment="ISO 4217 code the rate converts from"),
+    Column("base_currency", String(3), nullable=False, comment="the CRM's corporate (company) currency"),
+    Column("base_per_unit", Rate, nullable=False, comment="units of base_currency per one unit of currency"),
+    Column(
+        "rate",
+        Rate,
+        comment="units of the reporting currency per one unit of currency; null while base to reporting is unknown",
+    ),
+    Column("valid_from", Date, comment="first day the rate applies (by a deal's close date); null: open"),
+    Column("valid_to", Date, comment="first day it no longer applies; null: open"),
+    Column("is_dated", Boolean, nullable=False, comment="a dated rate (Salesforce DatedConversionRate)"),
+    *_tail_columns(),
+    Index(None, "currency"),
+    comment="Exchange rates read from the CRMs (Salesforce CurrencyType/DatedConversionRate, HubSpot).",
 )
 
 sync_state = Table(
@@ -334,4 +372,14 @@ silences = Table(
 )
 
 # Tables with CRM data, in the order a full sync fills them.
-CRM_TABLES = (reps, stages, leads, opportunities, stage_changes, close_date_changes, activities, quotas)
+CRM_TABLES = (
+    exchange_rates,
+    reps,
+    stages,
+    leads,
+    opportunities,
+    stage_changes,
+    close_date_changes,
+    activities,
+    quotas,
+)

@@ -8,7 +8,14 @@ is lost and nothing is counted twice.
 
 A stream that fails keeps its cursor and is reported in ``sync_runs``; streams that need
 its data (deals need reps and stages) are skipped in that run rather than quarantining
-everything for a missing owner.
+everything for a missing owner. A stream that quarantined more than
+``sync.max_quarantine_share`` of what it read is ``degraded``: its good rows are committed,
+but a share that large is a configuration problem (a missing rate, a rep not synced), and
+the run says so with the most frequent reason.
+
+Deleting a deal soft-deletes its stage changes, close-date changes and activities in the
+same transaction (and once more at the end of the run, for children written meanwhile by
+a parallel stream); children written for an already deleted deal are deleted as written.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -29,16 +36,29 @@ from models.clock import Clock
 from models.errors import FatalError, RetriableError
 from models.records import Record
 from models.settings import Settings
-from models.tables import activities, opportunities, quarantine, stage_changes, sync_runs, sync_state
+from models.tables import (
+    activities,
+    close_date_changes,
+    exchange_rates,
+    opportunities,
+    quarantine,
+    stage_changes,
+    sync_runs,
+    sync_state,
+)
 from sync import workers
+from sync.currency import RateBook, reconvert, store_rates
 from sync.cursor import Cursor, advance, is_boundary_duplicate, lower_bound
 from sync.lock import heartbeat, source_lock
 from sync.prefetch import prefetch
 from sync.progress import LogProgress, Progress, StreamProgress
+from sync.quarantine import fixed_records, mark_stale, reason_group, top_reasons
 from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
 from sync.writer import (
     begin_bulk_load,
+    cascade_from_deals,
     ensure_indexes,
+    inherit_deal_deletion,
     mark_deleted,
     quarantine_records,
     release_from_quarantine,
@@ -49,26 +69,38 @@ from sync.writer import (
 log = logging.getLogger("salespulse.sync")
 
 # Streams whose records reference rows another stream provides.
-DEPENDS_ON = {"opportunities": ("reps", "stages"), "leads": ("reps",), "quotas": ("reps",)}
+DEPENDS_ON = {
+    "opportunities": ("reps", "stages", "exchange_rates"),
+    "leads": ("reps",),
+    "quotas": ("reps", "exchange_rates"),
+}
+COMPLETED = ("ok", "degraded")  # the stream read to its end: what depends on it may run
 
 
 @dataclass
 class StreamResult:
     source: str
     stream: str
-    status: str  # ok | failed | skipped
+    status: str  # ok | degraded | failed | skipped
     read: int = 0
     written: int = 0
     quarantined: int = 0
     deleted: int = 0
+    released: int = 0  # quarantined records valid again today (a rep, stage or rate arrived)
     duration_s: float = 0.0
     error: str | None = None
+    reasons: Counter[str] = field(default_factory=Counter)  # quarantine reasons of this run, grouped
+
+    @property
+    def completed(self) -> bool:
+        return self.status in COMPLETED
 
     @property
     def summary(self) -> str:
         text = (
             f"status={self.status} read={self.read} written={self.written} "
-            f"quarantined={self.quarantined} deleted={self.deleted} duration={self.duration_s:.1f}s"
+            f"quarantined={self.quarantined} released={self.released} deleted={self.deleted} "
+            f"duration={self.duration_s:.1f}s"
         )
         return f"{text} error={self.error!r}" if self.error else text
 
@@ -109,7 +141,7 @@ class SyncEngine:
                 result = self._skipped(source, stream, missing)
             else:
                 result = work(stream, self.progress.stream(source, stream.name))
-            if result.status != "ok":
+            if not result.completed:
                 failed.add(stream.target)
             results.append(result)
         return results
@@ -141,7 +173,7 @@ class SyncEngine:
                     stream = streams[worker.slot]
                     result = worker.result or self._worker_died(source, stream, worker.process.exitcode)
                     worker.progress.finish(result.summary)
-                    if result.status != "ok":
+                    if not result.completed:
                         failed.add(stream.target)
                     results[worker.slot] = result
         finally:
@@ -173,6 +205,8 @@ class SyncEngine:
                 )
             ).inserted_primary_key[0]
             lookups = Lookups.load(conn, source, self.settings.company)
+        result.released = self._release_fixed(source, stream, spec, lookups)
+        with self.engine.begin() as conn:
             in_quarantine = set(
                 conn.execute(
                     select(quarantine.c.external_id).where(
@@ -180,11 +214,11 @@ class SyncEngine:
                     )
                 ).scalars()
             )
-        with self.engine.begin() as conn:
             ensure_indexes(conn, spec.table)
             bulk = begin_bulk_load(conn, spec.table)
-        cursor = Cursor() if full else stored
-        since = None if full else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
+        whole = full or stream.reads_whole
+        cursor = Cursor() if whole else stored
+        since = None if whole else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
         context = StreamContext(since=since, started_at=sync_started)
         try:
             for batch in transactions(prefetch(stream.get_pages(context)), self.settings.sync.batch_size):
@@ -192,9 +226,13 @@ class SyncEngine:
                     source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result
                 )
                 progress.advance(len(batch))
-            if full and spec.deletable:
+            if whole and spec.deletable:
                 result.deleted += self._delete_unseen(source, stream, spec, stream_started)
+            if spec.table is exchange_rates:
+                with self.engine.begin() as conn:
+                    store_rates(conn, source, RateBook.load(conn, self.settings.company))
             result.status = "ok"
+            self._judge_quarantine(result)
         except (FatalError, RetriableError) as exc:
             result.status = "failed"
             result.error = str(exc)
@@ -207,7 +245,37 @@ class SyncEngine:
         progress.finish(result.summary)
         level = logging.INFO if result.status == "ok" else logging.ERROR
         log.log(level, "source=%s stream=%s %s", source, stream.name, result.summary)
+        for reason, n in result.reasons.most_common():
+            log.warning("source=%s stream=%s quarantined=%d reason=%r", source, stream.name, n, reason)
         return result
+
+    def _judge_quarantine(self, result: StreamResult) -> None:
+        """Degraded: a share of the run quarantined too large to be a few bad records."""
+        share = self.settings.sync.max_quarantine_share
+        if result.read and result.quarantined > share * result.read:
+            result.status = "degraded"
+            result.error = (
+                f"quarantined {result.quarantined:,} of {result.read:,} records read "
+                f"({result.quarantined / result.read:.1%} > sync.max_quarantine_share {share:.0%}); "
+                f"top reason: {top_reasons(result.reasons, 1)}"
+            )
+
+    def _release_fixed(self, source: str, stream: Stream, spec: StreamTable, lookups: Lookups) -> int:
+        """Release quarantined records that today's reps, stages and rates make valid, a page per transaction."""
+        released = 0
+        now = self.clock()
+        for page in fixed_records(self.engine, source, stream.name, spec, lookups, now, self.settings.sync.batch_size):
+            rows = {spec.key(row): row for _, row in page}
+            with self.engine.begin() as conn:
+                upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns)
+                released += release_from_quarantine(conn, source, stream.name, [e for e, _ in page])
+                if spec.table in CHILD_TABLES:
+                    inherit_deal_deletion(conn, spec.table, [row["id"] for row in rows.values()])
+        if released:
+            log.info(
+                "source=%s stream=%s released %d record(s) from quarantine: valid today", source, stream.name, released
+            )
+        return released
 
     def _write_page(
         self,
@@ -240,6 +308,7 @@ class SyncEngine:
                 try:
                     row = to_row(spec, item, lookups, now)
                 except Unusable as exc:
+                    # The normalized record, not the CRM's payload: it is checked again at each run's start.
                     rejected.append(Rejected(item.external_id, item.model_dump(mode="json"), exc.message, value))
                     continue
                 # One statement must not touch a row twice (PostgreSQL refuses): keep the last version.
@@ -252,10 +321,15 @@ class SyncEngine:
         with self.engine.begin() as conn:
             upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns)
             quarantine_records(conn, source, stream.name, rejected, now)
+            mark_stale(conn, spec, source, stream.name, [r.external_id for r in rejected])
             back = in_quarantine.intersection(valid_ids)
             release_from_quarantine(conn, source, stream.name, back)
             if spec.deletable:
                 result.deleted += mark_deleted(conn, spec.table, deletions, now)
+            if spec.table is opportunities and deletions:
+                cascade_from_deals(conn, source, now, now)
+            elif spec.table in CHILD_TABLES and rows:
+                inherit_deal_deletion(conn, spec.table, [row["id"] for row in rows.values()])
             cursor = advance(cursor, seen, sync_started)
             save_cursor(conn, source, stream.name, cursor.to_json(), now)
             heartbeat(conn, source, holder, self.clock)
@@ -263,6 +337,7 @@ class SyncEngine:
         in_quarantine.update(r.external_id for r in rejected)
         result.written += len(rows)
         result.quarantined += len(rejected)
+        result.reasons.update(reason_group(r.reason) for r in rejected)
         return cursor
 
     def _delete_unseen(self, source: str, stream: Stream, spec: StreamTable, stream_started: datetime) -> int:
@@ -281,7 +356,10 @@ class SyncEngine:
             conditions.append(table.c[column].in_(values))
         now = self.clock()
         with self.engine.begin() as conn:
-            return conn.execute(update(table).where(and_(*conditions)).values(deleted_at=now)).rowcount or 0
+            gone = conn.execute(update(table).where(and_(*conditions)).values(deleted_at=now, synced_at=now)).rowcount
+            if table is opportunities and gone:
+                cascade_from_deals(conn, source, now, now)
+            return gone or 0
 
     def _skipped(self, source: str, stream: Stream, missing: set[str]) -> StreamResult:
         reason = f"skipped: {', '.join(sorted(missing))} failed in this run"
@@ -336,10 +414,18 @@ class SyncEngine:
 
     # -- derived columns -------------------------------------------------------------
     def _derive(self, source: str, since: datetime) -> None:
-        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row (the rule queries need them fast)."""
+        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row (the rule queries need them fast);
+        re-convert amounts if a rate changed; delete children of deals deleted while their streams ran."""
         with self.engine.begin() as conn:
+            cascade_from_deals(conn, source, since, self.clock())
+            changed = reconvert(conn, source, RateBook.load(conn, self.settings.company), self.clock())
+            if changed:
+                log.info("source=%s re-converted %d amount(s): the exchange rates changed", source, changed)
             _derive_stage_entered(conn, source)
             _derive_last_activity(conn, source, since)
+
+
+CHILD_TABLES = (stage_changes, close_date_changes, activities)
 
 
 def next_startable(targets: list[str], waiting: list[int], running: Iterable[int]) -> int | None:

@@ -19,6 +19,7 @@ from models.errors import SkippableError
 from models.records import (
     ActivityRecord,
     CloseDateChangeRecord,
+    ExchangeRateRecord,
     LeadRecord,
     OpportunityRecord,
     QuotaRecord,
@@ -31,6 +32,7 @@ from models.settings import CompanySettings
 from models.tables import (
     activities,
     close_date_changes,
+    exchange_rates,
     leads,
     opportunities,
     quotas,
@@ -38,7 +40,7 @@ from models.tables import (
     stage_changes,
     stages,
 )
-from sync.currency import to_reporting
+from sync.currency import RateBook
 
 
 class Unusable(SkippableError):
@@ -60,6 +62,11 @@ class Lookups:
     company: CompanySettings
     rep_ids: set[str] = field(default_factory=set)
     stages: dict[str, StageInfo] = field(default_factory=dict)
+    rates: RateBook | None = None
+
+    def __post_init__(self) -> None:
+        if self.rates is None:
+            self.rates = RateBook(self.company)
 
     @classmethod
     def load(cls, conn: Connection, source: str, company: CompanySettings) -> Lookups:
@@ -73,7 +80,7 @@ class Lookups:
                 )
             )
         }
-        return cls(source, company, rep_ids, stage_map)
+        return cls(source, company, rep_ids, stage_map, RateBook.load(conn, company))
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,11 @@ class StreamTable:
     deletable: bool = True
 
     @property
+    def can_be_stale(self) -> bool:
+        """Whether the table marks a row whose newer CRM version is in quarantine."""
+        return "quarantine_id" in self.table.c
+
+    @property
     def key(self) -> Callable[[dict[str, Any]], Any]:
         """A row's conflict key, e.g. its id."""
         return itemgetter(*self.conflict)
@@ -99,15 +111,14 @@ class StreamTable:
 
 
 STREAM_TABLES: dict[str, StreamTable] = {
+    "exchange_rates": StreamTable(exchange_rates, ExchangeRateRecord),
     "reps": StreamTable(reps, RepRecord, refs=("team_id", "manager_id")),
     "stages": StreamTable(stages, StageRecord, deletable=False),
     "leads": StreamTable(leads, LeadRecord, refs=("owner_id", "converted_opportunity_id")),
     "opportunities": StreamTable(opportunities, OpportunityRecord, refs=("owner_id", "lead_id")),
-    "stage_changes": StreamTable(
-        stage_changes, StageChangeRecord, refs=("opportunity_id",), has_updated_at=False, deletable=False
-    ),
+    "stage_changes": StreamTable(stage_changes, StageChangeRecord, refs=("opportunity_id",), has_updated_at=False),
     "close_date_changes": StreamTable(
-        close_date_changes, CloseDateChangeRecord, refs=("opportunity_id",), has_updated_at=False, deletable=False
+        close_date_changes, CloseDateChangeRecord, refs=("opportunity_id",), has_updated_at=False
     ),
     "activities": StreamTable(activities, ActivityRecord, refs=("rep_id", "opportunity_id", "lead_id")),
     "quotas": StreamTable(
@@ -140,6 +151,8 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
     row["synced_at"] = now
     if spec.deletable:
         row["deleted_at"] = None
+    if spec.can_be_stale:
+        row["quarantine_id"] = None  # a valid version: the row is current again
     for ref in spec.refs:
         if row[ref] is not None:
             row[ref] = warehouse_id(source, row[ref])
@@ -154,7 +167,9 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
     elif spec.table is quotas:
         if row["rep_id"] not in lookups.rep_ids:
             raise Unusable(f"quota owner {record.rep_id} is not a known {source} rep")
-        row["amount_reporting"] = _reporting(row["amount"], row["currency"], lookups)
+        row["amount_reporting"] = _reporting(row["amount"], row["currency"], row["period_start"], lookups)
+    elif spec.table is exchange_rates:
+        row["rate"] = None  # filled in reporting units once the whole stream is in (it may go through another row)
     return row
 
 
@@ -173,11 +188,13 @@ def _opportunity(row: dict[str, Any], lookups: Lookups) -> None:
     row["stage_id"] = stage.id
     if row["probability"] is None:
         row["probability"] = stage.probability
-    row["amount_reporting"] = _reporting(row["amount"], row["currency"], lookups)
+    row["amount_reporting"] = _reporting(row["amount"], row["currency"], row["close_date"], lookups)
 
 
-def _reporting(amount: Any, currency: str, lookups: Lookups) -> Any:
+def _reporting(amount: Any, currency: str, day: Any, lookups: Lookups) -> Any:
+    """A dated rate applies by the record's date (a deal's close date, a quota's first day)."""
+    assert lookups.rates is not None
     try:
-        return to_reporting(amount, currency, lookups.company)
+        return lookups.rates.convert(amount, currency, lookups.source, day)
     except SkippableError as exc:
         raise Unusable(exc.message) from None
