@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS activities (
     type TEXT NOT NULL, subject TEXT, owner_id TEXT, deal_id TEXT, lead_id TEXT,
     occurred_at TEXT, created_at TEXT NOT NULL, modified_at TEXT NOT NULL, deleted_at TEXT,
     PRIMARY KEY (crm, id));
+CREATE TABLE IF NOT EXISTS currencies (
+    crm TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, iso_code TEXT NOT NULL,
+    conversion_rate TEXT NOT NULL, is_corporate INTEGER NOT NULL DEFAULT 0, is_active INTEGER NOT NULL DEFAULT 1,
+    start_date TEXT, next_start_date TEXT,
+    created_at TEXT NOT NULL, modified_at TEXT NOT NULL,
+    PRIMARY KEY (crm, id));
 CREATE TABLE IF NOT EXISTS quotas (
     crm TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, owner_id TEXT NOT NULL,
     period_start TEXT NOT NULL, period_end TEXT NOT NULL, amount TEXT NOT NULL,
@@ -107,6 +113,7 @@ TABLES = (
     "deal_history",
     "activities",
     "quotas",
+    "currencies",
 )
 
 # Tables whose rows can be soft-deleted (Salesforce IsDeleted / HubSpot archived).
