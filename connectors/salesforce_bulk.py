@@ -23,16 +23,14 @@ import csv
 import io
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from simple_salesforce.util import call_salesforce
 
 from connectors.errors import StreamFailed, TransientError
+from connectors.salesforce_client import SalesforceClient
 from models.errors import FatalError
-
-if TYPE_CHECKING:
-    from connectors.salesforce import SalesforceClient
 
 log = logging.getLogger("salespulse.connectors.salesforce")
 
