@@ -129,7 +129,7 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
     from models.database import open_warehouse
     from models.inventory import warehouse_status
 
-    st = warehouse_status(open_warehouse(settings.database.url))
+    st = warehouse_status(open_warehouse(settings.database.url), settings.company.fx_rates)
     print(f"database        {settings.database.display_url}")
     current = "up to date" if st.schema_version == st.head_version else f"head is {st.head_version}"
     print(f"schema version  {st.schema_version} ({current})")
@@ -149,6 +149,17 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
             print(f"      cursor {s.cursor}")
         if s.last_error:
             print(f"      error  {s.last_error}")
+    print(f"\nexchange rates (units of {settings.company.reporting_currency} per unit; settings override a CRM)")
+    if not st.rates:
+        print("  (none: amounts in other currencies are quarantined until a CRM or settings has a rate)")
+    for r in st.rates:
+        period = f" {r.valid_from or '...'} to {r.valid_to or '...'}" if r.dated else ""
+        note = " (overridden by settings)" if r.overridden_by_settings else ""
+        print(f"  {r.currency} {r.rate if r.rate is not None else '-'} from {r.origin}{period}{note}")
+    if st.stale_rows:
+        print("\nstale rows (their CRM's newer version is in quarantine)")
+        for name, n in st.stale_rows.items():
+            print(f"  {name:<20} {n:>10,}")
     print("\noutbox")
     print("  " + (", ".join(f"{k} {v:,}" for k, v in sorted(st.outbox.items())) or "(empty)"))
     return 0
@@ -188,6 +199,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     progress = progress_for_terminal()
     sync_engine = SyncEngine(engine, settings, utc_now, progress)
     failures: list[str] = []
+    finished: list = []
     try:
         for name in sources:
             # One CRM refusing us (bad credentials, another sync running) must not stop the other.
@@ -201,21 +213,32 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                 log.error("source=%s sync did not start: %s", name, exc)  # noqa: TRY400 - one line is the point
                 failures.append(f"{name}: {exc}")
                 continue
-            failures += [f"{r.source}/{r.stream}: {r.error}" for r in results if r.status != "ok"]
+            failures += [f"{r.source}/{r.stream} {r.status}: {r.error}" for r in results if r.status != "ok"]
+            finished += results
     finally:
         close = getattr(progress, "close", None)
         if close:
             close()
-    if settings.quotas.path is not None and failures:
+    _print_quarantine_summary(finished)
+    degraded = sum(r.status == "degraded" for r in finished)
+    if settings.quotas.path is not None and len(failures) > degraded:
         log.warning("quota file %s not loaded: its reps may be missing after the failures", settings.quotas.path)
     elif settings.quotas.path is not None:
         with engine.begin() as conn:
             n = load_quota_file(conn, settings.quotas.path, settings.company, utc_now())
         log.info("quota file %s: stored %d quota line(s)", settings.quotas.path, n)
     if failures:
-        print(f"error: {len(failures)} stream(s) did not complete: " + " | ".join(failures), file=sys.stderr)
+        what = "did not complete" if degraded < len(failures) else "degraded (quarantined too much)"
+        print(f"error: {len(failures)} stream(s) {what}: " + " | ".join(failures), file=sys.stderr)
         return 1
     return 0
+
+
+def _print_quarantine_summary(results: Sequence) -> None:
+    """What this run quarantined, by reason (the log has the same lines)."""
+    for r in results:
+        for reason, n in r.reasons.most_common(5):
+            print(f"quarantined {r.source}/{r.stream}: {n:,} x {reason}")
 
 
 def _start_sandbox(scale: str, seed: int, workdir: Path):

@@ -256,6 +256,10 @@ exchange_rates = Table(
     comment="Exchange rates read from the CRMs (Salesforce CurrencyType/DatedConversionRate, HubSpot).",
 )
 
+# A sync_state row (per source) that is not a stream: the rates the stored amounts were last
+# converted with, so a changed rate re-converts them once.
+RATES_APPLIED = "exchange_rates.applied"
+
 sync_state = Table(
     "sync_state",
     metadata,

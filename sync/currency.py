@@ -26,13 +26,11 @@ from sqlalchemy import Connection, and_, func, select, update
 
 from models.errors import SkippableError
 from models.settings import CompanySettings
-from models.tables import exchange_rates, opportunities, quotas, sync_state
+from models.tables import RATES_APPLIED, exchange_rates, opportunities, quotas, sync_state
 from sync.writer import save_cursor
 
 CENT = Decimal("0.01")
 RATE_PLACES = Decimal("0.000000000001")
-# sync_state row remembering which rates the stored amounts were converted with.
-APPLIED_STREAM = "exchange_rates.applied"
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,7 @@ def reconvert(conn: Connection, source: str, book: RateBook, now: datetime) -> i
     """
     fingerprint = book.fingerprint()
     applied = conn.execute(
-        select(sync_state.c.cursor).where(sync_state.c.source == source, sync_state.c.stream == APPLIED_STREAM)
+        select(sync_state.c.cursor).where(sync_state.c.source == source, sync_state.c.stream == RATES_APPLIED)
     ).scalar_one_or_none()
     if applied == fingerprint:
         return 0
@@ -258,5 +256,5 @@ def reconvert(conn: Connection, source: str, book: RateBook, now: datetime) -> i
                     where.append(day.is_not(None))
                 where.append(table.c.amount_reporting.is_(None) | (table.c.amount_reporting != converted))
                 changed += conn.execute(update(table).where(and_(*where)).values(amount_reporting=converted)).rowcount
-    save_cursor(conn, source, APPLIED_STREAM, fingerprint, now)
+    save_cursor(conn, source, RATES_APPLIED, fingerprint, now)
     return changed
