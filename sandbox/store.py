@@ -14,8 +14,10 @@ the bookkeeping timestamps the servers filter on (``modified_at``) are always va
 ISO-8601 UTC strings ``YYYY-MM-DDTHH:MM:SS.fffZ`` so text order is time order.
 
 Deletion follows each vendor: Salesforce moves ``SystemModstamp`` on delete (so
-``modified_at`` changes), HubSpot archiving does not touch ``hs_lastmodifieddate``
-(``modified_at`` stays, ``deleted_at`` is set).
+``modified_at`` changes) and deletes a deal's tasks and events with it (its field history
+counts as deleted through the deal); HubSpot archiving does not touch
+``hs_lastmodifieddate`` (``modified_at`` stays, ``deleted_at`` is set) and leaves the
+deal's engagements alone.
 """
 
 from __future__ import annotations
@@ -234,6 +236,12 @@ class Store:
         with self._write_lock:
             conn.execute("BEGIN")
             n = sum(conn.execute(sql, a).rowcount for a in args)
+            if crm == "salesforce" and table == "deals":
+                conn.executemany(
+                    "UPDATE activities SET deleted_at = ?, modified_at = ? "
+                    "WHERE crm = ? AND deal_id = ? AND deleted_at IS NULL",
+                    args,
+                )
             conn.execute("COMMIT")
         return n
 

@@ -56,6 +56,7 @@ from sync.quarantine import fixed_records, mark_stale, reason_group, top_reasons
 from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
 from sync.writer import (
     begin_bulk_load,
+    cascade_deletions,
     cascade_from_deals,
     ensure_indexes,
     inherit_deal_deletion,
@@ -326,8 +327,12 @@ class SyncEngine:
             release_from_quarantine(conn, source, stream.name, back)
             if spec.deletable:
                 result.deleted += mark_deleted(conn, spec.table, deletions, now)
-            if spec.table is opportunities and deletions:
-                cascade_from_deals(conn, source, now, now)
+            gone = [i.external_id for i in page if isinstance(i, Deleted)]
+            if gone:  # a record deleted in the CRM is no longer a problem to fix
+                release_from_quarantine(conn, source, stream.name, gone)
+                in_quarantine.difference_update(gone)
+            if spec.table is opportunities:
+                cascade_deletions(conn, deletions, now)
             elif spec.table in CHILD_TABLES and rows:
                 inherit_deal_deletion(conn, spec.table, [row["id"] for row in rows.values()])
             cursor = advance(cursor, seen, sync_started)

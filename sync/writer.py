@@ -157,6 +157,26 @@ def cascade_from_deals(conn: Connection, source: str, since: datetime, now: date
     return total
 
 
+def cascade_deletions(conn: Connection, ids_and_times: Sequence[tuple[str, datetime]], now: datetime) -> int:
+    """Soft-delete the children of deals the CRM just reported deleted, by deal id.
+
+    By id rather than through the deal's row: a deal that sat in quarantine has no row,
+    but its activities may (they were valid on their own).
+    """
+    if not ids_and_times:
+        return 0
+    params = [{"b_id": i, "b_at": at, "b_now": now} for i, at in ids_and_times]
+    total = 0
+    for table in DEAL_CHILDREN:
+        stmt = (
+            update(table)
+            .where(table.c.opportunity_id == bindparam("b_id"), table.c.deleted_at.is_(None))
+            .values(deleted_at=bindparam("b_at"), synced_at=bindparam("b_now"))
+        )
+        total += conn.execute(stmt, params).rowcount or 0
+    return total
+
+
 def inherit_deal_deletion(conn: Connection, table: Table, ids: Sequence[str]) -> int:
     """Soft-delete just-written rows (by id) whose deal is already deleted: no active child of a gone deal."""
     if not ids or table not in DEAL_CHILDREN:
