@@ -201,6 +201,8 @@ class RateBook:
         bounds: list[date | None] = [None, *cuts, None]
         found = []
         for start, end in pairwise(bounds):
+            if end == date.min:
+                continue  # nothing comes before the first day (Salesforce's first range starts 0001-01-01)
             probe = start or (end - timedelta(days=1) if end else date.min)  # no cut at all: any day will do
             found.append((start, end, self.lookup(currency, source, probe)))
         return found

@@ -251,9 +251,10 @@ class SyncEngine:
         return result
 
     def _judge_quarantine(self, result: StreamResult) -> None:
-        """Degraded: a share of the run quarantined too large to be a few bad records."""
+        """Degraded: a share of the run quarantined too large (and too many) to be a few bad records."""
         share = self.settings.sync.max_quarantine_share
-        if result.read and result.quarantined > share * result.read:
+        many = result.quarantined >= self.settings.sync.degraded_min_records
+        if many and result.quarantined > share * result.read:
             result.status = "degraded"
             result.error = (
                 f"quarantined {result.quarantined:,} of {result.read:,} records read "
