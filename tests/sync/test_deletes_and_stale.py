@@ -4,7 +4,12 @@ a record that turns invalid leaves its last good row marked stale; on SQLite and
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,9 +18,11 @@ from sqlalchemy import Engine, func, select
 from models.database import open_warehouse
 from models.inventory import warehouse_status
 from models.tables import activities, close_date_changes, opportunities, quarantine, stage_changes
-from sandbox.company import mutate
+from sandbox.company import Scale, mutate
 from sandbox.runner import Sandbox
+from tests.sync.company_checks import actual, expected
 from tests.sync.test_exchange_rates import start, statuses, sync_all
+from tests.sync.test_kill_and_resume import start_sync
 
 CHILDREN = (stage_changes, close_date_changes, activities)
 
@@ -109,3 +116,46 @@ def test_a_deal_that_turns_invalid_marks_its_row_stale_until_a_valid_version_arr
         assert left.all() == []
     assert warehouse_status(engine).stale_rows == {}
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_deals_deleted_between_killed_and_resumed_syncs_leave_no_active_child(
+    tmp_path: Path, warehouse_url: str
+) -> None:
+    scale = Scale("kill", reps=12, deals=6000, leads=6000)
+    with Sandbox(tmp_path / "sb", scale=scale, seed=5, anchor=date(2026, 11, 20)) as box:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+        env = {**base, **box.env(), "SALESPULSE_DATABASE__URL": warehouse_url, "SALESPULSE_SYNC__LOOKBACK_S": "0"}
+        env.pop("SALESPULSE_QUOTAS__PATH")
+        rng = random.Random(7)
+        gone: list[str] = []
+        served = box.salesforce.requests
+        first = start_sync(env)  # the deals and their children are in the warehouse before any delete
+        assert first.wait(timeout=300) == 0
+        for round_ in range(4):
+            proc = start_sync(env)
+            kill_after = len(served) + rng.randint(2, 8)
+            while proc.poll() is None and len(served) < kill_after:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.2))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            summary = mutate(box.store, seed=round_, changed_fraction=0.01, added=2, deleted=4, crm="salesforce")
+            gone += [f"salesforce:{d}" for d in summary.deleted["salesforce"]]
+        final = start_sync(env)
+        _, stderr = final.communicate(timeout=300)
+        assert final.returncode == 0, stderr.decode()[-2000:]
+
+        engine = open_warehouse(warehouse_url)
+        with engine.connect() as conn:
+            marked = conn.execute(
+                select(func.count()).where(opportunities.c.id.in_(gone), opportunities.c.deleted_at.is_not(None))
+            ).scalar_one()
+        valid = [g for g in gone if g.split(":", 1)[1] not in box.truth.invalid_ids("salesforce", "deals")]
+        assert marked == len(valid)
+        assert active_children(engine, gone) == {t.name: 0 for t in CHILDREN}
+        assert set(actual(engine, "salesforce", "activities")) == expected(
+            box.store, box.truth, "salesforce", "activities"
+        )
+        engine.dispose()
