@@ -217,6 +217,9 @@ class SyncEngine:
             )
             ensure_indexes(conn, spec.table)
             bulk = begin_bulk_load(conn, spec.table)
+        # Whether a written child row may belong to a deal already deleted: asked once, not per page
+        # (a deal deleted while this stream runs is handled by the cascade at the end of the sync).
+        orphans = spec.table in CHILD_TABLES and self._has_deleted_deals(source)
         whole = full or stream.reads_whole
         cursor = Cursor() if whole else stored
         since = None if whole else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
@@ -224,7 +227,7 @@ class SyncEngine:
         try:
             for batch in transactions(prefetch(stream.get_pages(context)), self.settings.sync.batch_size):
                 cursor = self._write_page(
-                    source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result
+                    source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result, orphans
                 )
                 progress.advance(len(batch))
             if whole and spec.deletable:
@@ -249,6 +252,12 @@ class SyncEngine:
         for reason, n in result.reasons.most_common():
             log.warning("source=%s stream=%s quarantined=%d reason=%r", source, stream.name, n, reason)
         return result
+
+    def _has_deleted_deals(self, source: str) -> bool:
+        o = opportunities
+        with self.engine.connect() as conn:
+            found = conn.execute(select(o.c.id).where(o.c.source == source, o.c.deleted_at.is_not(None)).limit(1))
+            return found.first() is not None
 
     def _judge_quarantine(self, result: StreamResult) -> None:
         """Degraded: a share of the run quarantined too large (and too many) to be a few bad records."""
@@ -291,6 +300,7 @@ class SyncEngine:
         holder: str,
         sync_started: datetime,
         result: StreamResult,
+        orphans: bool = False,
     ) -> Cursor:
         now = self.clock()
         rows: dict[Any, dict[str, Any]] = {}
@@ -334,7 +344,7 @@ class SyncEngine:
                 in_quarantine.difference_update(gone)
             if spec.table is opportunities:
                 cascade_deletions(conn, deletions, now)
-            elif spec.table in CHILD_TABLES and rows:
+            elif orphans and rows:
                 inherit_deal_deletion(conn, spec.table, [row["id"] for row in rows.values()])
             cursor = advance(cursor, seen, sync_started)
             save_cursor(conn, source, stream.name, cursor.to_json(), now)
