@@ -164,17 +164,10 @@ class RateBook:
     def has(self, currency: str) -> bool:
         return self.lookup(currency, None, None) is not None or any(cur == currency for _, cur in self._dated)
 
-    def table(self) -> list[tuple[str, str, Rate]]:
-        """(source, currency, rate) for every rate in force today or dated, settings first: what ``status`` shows."""
-        rows: list[tuple[str, str, Rate]] = [
-            ("settings", code, Rate(value, "settings [company.fx_rates]"))
-            for code, value in sorted(self.company.fx_rates.items())
-        ]
-        for (src, cur), rate in sorted(self._current.items()):
-            rows.append((src, cur, rate))
-        for (src, cur), rates in sorted(self._dated.items()):
-            rows.extend((src, cur, r) for r in rates)
-        return rows
+    def stored_rate(self, source: str, currency: str, valid_from: date | None, dated: bool) -> Rate | None:
+        """The reporting-currency rate of one stored row (None while its base currency cannot be converted)."""
+        own = self._dated.get((source, currency), []) if dated else [self._current.get((source, currency))]
+        return next((r for r in own if r is not None and (not dated or r.valid_from == valid_from)), None)
 
     def fingerprint(self) -> str:
         """Changes whenever any conversion could: the reporting currency, a setting, a CRM rate."""
@@ -212,19 +205,13 @@ def _covers(rate: CrmRate, day: date) -> bool:
     return (rate.valid_from is None or day >= rate.valid_from) and (rate.valid_to is None or day < rate.valid_to)
 
 
-def to_reporting(amount: Decimal, currency: str, company: CompanySettings) -> Decimal:
-    """``amount`` converted with settings alone (no warehouse at hand)."""
-    return RateBook(company).convert(amount, currency, None, None)
-
-
 def store_rates(conn: Connection, source: str, book: RateBook) -> None:
     """Write each of ``source``'s rows' rate in reporting units (for analysts; conversion uses the book)."""
     e = exchange_rates
     for rid, currency, valid_from, is_dated in conn.execute(
         select(e.c.id, e.c.currency, e.c.valid_from, e.c.is_dated).where(e.c.source == source)
     ).all():
-        own = book._dated.get((source, currency), []) if is_dated else [book._current.get((source, currency))]
-        match = next((r for r in own if r is not None and r.valid_from == valid_from), None)
+        match = book.stored_rate(source, currency, valid_from, is_dated)
         conn.execute(update(e).where(e.c.id == rid).values(rate=match.value if match else None))
 
 
