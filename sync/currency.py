@@ -215,17 +215,23 @@ def store_rates(conn: Connection, source: str, book: RateBook) -> None:
         conn.execute(update(e).where(e.c.id == rid).values(rate=match.value if match else None))
 
 
-def reconvert(conn: Connection, source: str, book: RateBook, now: datetime) -> int:
+def reconvert(conn: Connection, source: str, book: RateBook, now: datetime, *, all_new: bool = False) -> int:
     """Re-convert ``source``'s stored amounts when the rates changed since they were converted.
 
     Cheap when nothing changed (one fingerprint compared); otherwise one UPDATE per
-    currency and rate period, touching only rows whose converted amount differs.
+    currency and rate period, touching only rows whose converted amount differs (a scan of
+    the table each: a million deals in a dozen rate periods take seconds, so it runs only
+    when a rate changed). ``all_new``: every stored amount was converted with ``book`` in
+    this sync (the source's first), so only the fingerprint is recorded.
     """
     fingerprint = book.fingerprint()
     applied = conn.execute(
         select(sync_state.c.cursor).where(sync_state.c.source == source, sync_state.c.stream == RATES_APPLIED)
     ).scalar_one_or_none()
     if applied == fingerprint:
+        return 0
+    if all_new and applied is None:
+        save_cursor(conn, source, RATES_APPLIED, fingerprint, now)
         return 0
     changed = 0
     for table, day in ((opportunities, opportunities.c.close_date), (quotas, quotas.c.period_start)):

@@ -38,10 +38,10 @@ from models.records import Record
 from models.settings import Settings
 from models.tables import (
     activities,
-    close_date_changes,
     exchange_rates,
     opportunities,
     quarantine,
+    quotas,
     stage_changes,
     sync_runs,
     sync_state,
@@ -55,6 +55,7 @@ from sync.progress import LogProgress, Progress, StreamProgress
 from sync.quarantine import fixed_records, mark_stale, reason_group, top_reasons
 from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
 from sync.writer import (
+    DEAL_CHILDREN,
     begin_bulk_load,
     cascade_deletions,
     cascade_from_deals,
@@ -121,6 +122,7 @@ class SyncEngine:
         source = connector.source
         with source_lock(self.engine, source, self.clock, self.settings.sync.lock_timeout_s) as holder:
             started_at = self.clock()
+            first_sync = not self._has_rows(source)
             streams = connector.streams()
 
             def work(stream: Stream, progress: StreamProgress) -> StreamResult:
@@ -130,7 +132,7 @@ class SyncEngine:
                 results = self._run_forked(connector, streams, work)
             else:
                 results = self._run_in_turn(source, streams, work)
-            self._derive(source, started_at)
+            self._derive(source, started_at, first_sync=first_sync)
         return results
 
     def _run_in_turn(self, source: str, streams: list[Stream], work: StreamWork) -> list[StreamResult]:
@@ -219,7 +221,7 @@ class SyncEngine:
             bulk = begin_bulk_load(conn, spec.table)
         # Whether a written child row may belong to a deal already deleted: asked once, not per page
         # (a deal deleted while this stream runs is handled by the cascade at the end of the sync).
-        orphans = spec.table in CHILD_TABLES and self._has_deleted_deals(source)
+        orphans = spec.table in DEAL_CHILDREN and self._has_deleted_deals(source)
         whole = full or stream.reads_whole
         cursor = Cursor() if whole else stored
         since = None if whole else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
@@ -253,6 +255,14 @@ class SyncEngine:
             log.warning("source=%s stream=%s quarantined=%d reason=%r", source, stream.name, n, reason)
         return result
 
+    def _has_rows(self, source: str) -> bool:
+        """Whether the source has synced deals or quotas before (amounts converted with older rates)."""
+        with self.engine.connect() as conn:
+            return any(
+                conn.execute(select(t.c.id).where(t.c.source == source).limit(1)).first() is not None
+                for t in (opportunities, quotas)
+            )
+
     def _has_deleted_deals(self, source: str) -> bool:
         o = opportunities
         with self.engine.connect() as conn:
@@ -280,7 +290,7 @@ class SyncEngine:
             with self.engine.begin() as conn:
                 upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns)
                 released += release_from_quarantine(conn, source, stream.name, [e for e, _ in page])
-                if spec.table in CHILD_TABLES:
+                if spec.table in DEAL_CHILDREN:
                     inherit_deal_deletion(conn, spec.table, [row["id"] for row in rows.values()])
         if released:
             log.info(
@@ -429,19 +439,17 @@ class SyncEngine:
             )
 
     # -- derived columns -------------------------------------------------------------
-    def _derive(self, source: str, since: datetime) -> None:
+    def _derive(self, source: str, since: datetime, *, first_sync: bool) -> None:
         """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row (the rule queries need them fast);
         re-convert amounts if a rate changed; delete children of deals deleted while their streams ran."""
         with self.engine.begin() as conn:
             cascade_from_deals(conn, source, since, self.clock())
-            changed = reconvert(conn, source, RateBook.load(conn, self.settings.company), self.clock())
+            book = RateBook.load(conn, self.settings.company)
+            changed = reconvert(conn, source, book, self.clock(), all_new=first_sync)
             if changed:
                 log.info("source=%s re-converted %d amount(s): the exchange rates changed", source, changed)
             _derive_stage_entered(conn, source)
             _derive_last_activity(conn, source, since)
-
-
-CHILD_TABLES = (stage_changes, close_date_changes, activities)
 
 
 def next_startable(targets: list[str], waiting: list[int], running: Iterable[int]) -> int | None:
