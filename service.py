@@ -126,9 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
     from models.database import open_warehouse
     from models.inventory import warehouse_status
 
+    console = Console(highlight=False, markup=False, soft_wrap=True)
     st = warehouse_status(open_warehouse(settings.database.url), settings.company.fx_rates)
     print(f"database        {settings.database.display_url}")
     current = "up to date" if st.schema_version == st.head_version else f"head is {st.head_version}"
@@ -144,11 +147,13 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
         line = f"  {s.source}/{s.stream:<16} last run {when} {s.last_status or '-'}"
         line += f", wrote {s.records_written:,}" if s.records_written is not None else ""
         line += f", quarantined {s.quarantined:,}" if s.quarantined else ""
-        print(line)
+        # A degraded or failed stream in red (plain text when not a terminal), with its reason.
+        style = "red" if s.last_status in ("degraded", "failed") else None
+        console.print(line, style=style)
         if s.cursor:
             print(f"      cursor {s.cursor}")
         if s.last_error:
-            print(f"      error  {s.last_error}")
+            console.print(f"      error  {s.last_error}", style=style)
     print(f"\nexchange rates (units of {settings.company.reporting_currency} per unit; settings override a CRM)")
     if not st.rates:
         print("  (none: amounts in other currencies are quarantined until a CRM or settings has a rate)")
@@ -220,14 +225,16 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         if close:
             close()
     _print_quarantine_summary(finished)
-    degraded = sum(r.status == "degraded" for r in finished)
-    if settings.quotas.path is not None and len(failures) > degraded:
-        log.warning("quota file %s not loaded: its reps may be missing after the failures", settings.quotas.path)
+    if settings.quotas.path is not None and failures:
+        log.warning(
+            "quota file %s not loaded: its reps or rates may be missing after the failures", settings.quotas.path
+        )
     elif settings.quotas.path is not None:
         with engine.begin() as conn:
             n = load_quota_file(conn, settings.quotas.path, settings.company, utc_now())
         log.info("quota file %s: stored %d quota line(s)", settings.quotas.path, n)
     if failures:
+        degraded = sum(r.status == "degraded" for r in finished)
         what = "did not complete" if degraded < len(failures) else "degraded (quarantined too much)"
         print(f"error: {len(failures)} stream(s) {what}: " + " | ".join(failures), file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from sandbox.company import SCALES
 from sandbox.runner import Sandbox
 from sync.engine import StreamResult, SyncEngine
 from tests.sync.company_checks import actual, expected
+from tests.sync.test_sync_command import run
 
 CENT = Decimal("0.01")
 
@@ -227,3 +228,27 @@ def test_a_single_currency_org_works_as_before(box: Sandbox, warehouse_url: str)
     )
     assert all(r == a for _, a, _, _, r in deals(engine, "salesforce"))
     engine.dispose()
+
+
+def test_sync_exits_1_on_a_degraded_stream_and_status_shows_it_with_the_rates(tmp_path: Path) -> None:
+    with Sandbox(tmp_path / "sb", scale=SCALES["small"], seed=3, anchor=date(2026, 11, 20)) as box:
+        conn = box.store.connect()
+        conn.execute("DELETE FROM currencies WHERE iso_code = 'GBP'")
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+        env = {**base, **box.env(), "SALESPULSE_DATABASE__URL": f"sqlite:///{tmp_path}/w.db"}
+        env["SALESPULSE_COMPANY__FX_RATES__JPY"] = "0.007"
+        synced = run(env, "sync")
+        status = run(env, "status")
+    assert synced.returncode == 1
+    assert "degraded" in synced.stderr
+    assert "salesforce/opportunities degraded: quarantined" in synced.stderr
+    assert "no exchange rate for GBP" in synced.stderr
+    summary = [line for line in synced.stdout.splitlines() if line.startswith("quarantined salesforce/opportunities")]
+    assert any("no exchange rate for GBP" in line for line in summary), synced.stdout
+    lines = status.stdout.splitlines()
+    opp = next(line for line in lines if line.strip().startswith("salesforce/opportunities"))
+    assert " degraded" in opp
+    assert any("top reason" in line and "GBP" in line for line in lines)
+    assert "  JPY 0.007 from settings" in lines
+    assert any(line.startswith("  JPY ") and "from salesforce (overridden by settings)" in line for line in lines)
+    assert any(line.startswith("  EUR ") and "from hubspot" in line for line in lines)
