@@ -219,9 +219,10 @@ class SyncEngine:
             )
             ensure_indexes(conn, spec.table)
             bulk = begin_bulk_load(conn, spec.table)
-        # Whether a written child row may belong to a deal already deleted: asked once, not per page
-        # (a deal deleted while this stream runs is handled by the cascade at the end of the sync).
-        orphans = spec.table in DEAL_CHILDREN and self._has_deleted_deals(source)
+        # Whether a written child row may belong to a deal deleted in an earlier run (HubSpot keeps an
+        # archived deal's engagements live). Not on a first load: every deleted deal is then this run's,
+        # and the cascade at the end of the sync covers those.
+        orphans = spec.table in DEAL_CHILDREN and not bulk
         whole = full or stream.reads_whole
         cursor = Cursor() if whole else stored
         since = None if whole else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
@@ -262,12 +263,6 @@ class SyncEngine:
                 conn.execute(select(t.c.id).where(t.c.source == source).limit(1)).first() is not None
                 for t in (opportunities, quotas)
             )
-
-    def _has_deleted_deals(self, source: str) -> bool:
-        o = opportunities
-        with self.engine.connect() as conn:
-            found = conn.execute(select(o.c.id).where(o.c.source == source, o.c.deleted_at.is_not(None)).limit(1))
-            return found.first() is not None
 
     def _judge_quarantine(self, result: StreamResult) -> None:
         """Degraded: a share of the run quarantined too large (and too many) to be a few bad records."""
