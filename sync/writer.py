@@ -182,14 +182,15 @@ def inherit_deal_deletion(conn: Connection, table: Table, ids: Sequence[str]) ->
     if not ids or table not in DEAL_CHILDREN:
         return 0
     o = opportunities
-    # EXISTS by primary key, per written row: an IN over all deleted deals may scan the deals.
+    # EXISTS by primary key, per written row: an IN over all deleted deals may scan the deals. One
+    # executemany by id: an expanding IN of 5,000 ids cost SQLAlchemy 1.3 s a page, SQLite 0.08 s.
     deal_gone = select(o.c.id).where(o.c.id == table.c.opportunity_id, o.c.deleted_at.is_not(None)).exists()
     stmt = (
         update(table)
-        .where(table.c.id.in_(list(ids)), table.c.deleted_at.is_(None), deal_gone)
+        .where(table.c.id == bindparam("b_id"), table.c.deleted_at.is_(None), deal_gone)
         .values(deleted_at=_deal_deleted_at(table))
     )
-    return conn.execute(stmt).rowcount or 0
+    return conn.execute(stmt, [{"b_id": i} for i in ids]).rowcount or 0
 
 
 def quarantine_records(conn: Connection, source: str, stream: str, items: Sequence[Rejected], now: datetime) -> None:
