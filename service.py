@@ -142,9 +142,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from models.inventory import warehouse_status
     from models.status_report import RulesFile, render_json, render_tables, status_document
 
-    st = warehouse_status(open_warehouse(settings.database.url))
+    st = warehouse_status(open_warehouse(settings.database.url), settings.company.fx_rates)
     rules = [RulesFile(path, path.exists()) for path in settings.rules.paths]
-    doc = status_document(settings.database.display_url, st, rules, utc_now())
+    doc = status_document(
+        settings.database.display_url, st, rules, utc_now(), reporting_currency=settings.company.reporting_currency
+    )
     if args.json:
         print(render_json(doc))
     else:
@@ -157,6 +159,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
     from models.clock import utc_now
     from models.database import open_warehouse
+    from sync.currency import RateBook
     from sync.quota_file import load_quota_file, parse_quota_file, rep_index
 
     path = Path(args.path) if args.path else settings.quotas.path
@@ -165,7 +168,7 @@ def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
     engine = open_warehouse(settings.database.url)
     if args.quotas_command == "check":
         with engine.connect() as conn:
-            lines = parse_quota_file(path, rep_index(conn), settings.company)
+            lines = parse_quota_file(path, rep_index(conn), settings.company, RateBook.load(conn, settings.company))
         print(f"{path}: {len(lines)} quota line(s), all valid")
         return 0
     with engine.begin() as conn:
@@ -187,6 +190,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     progress = progress_for_terminal()
     sync_engine = SyncEngine(engine, settings, utc_now, progress)
     failures: list[str] = []
+    finished: list = []
     try:
         for name in sources:
             # One CRM refusing us (bad credentials, another sync running) must not stop the other.
@@ -200,21 +204,34 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                 log.error("source=%s sync did not start: %s", name, exc)  # noqa: TRY400 - one line is the point
                 failures.append(f"{name}: {exc}")
                 continue
-            failures += [f"{r.source}/{r.stream}: {r.error}" for r in results if r.status != "ok"]
+            failures += [f"{r.source}/{r.stream} {r.status}: {r.error}" for r in results if r.status != "ok"]
+            finished += results
     finally:
         close = getattr(progress, "close", None)
         if close:
             close()
+    _print_quarantine_summary(finished)
     if settings.quotas.path is not None and failures:
-        log.warning("quota file %s not loaded: its reps may be missing after the failures", settings.quotas.path)
+        log.warning(
+            "quota file %s not loaded: its reps or rates may be missing after the failures", settings.quotas.path
+        )
     elif settings.quotas.path is not None:
         with engine.begin() as conn:
             n = load_quota_file(conn, settings.quotas.path, settings.company, utc_now())
         log.info("quota file %s: stored %d quota line(s)", settings.quotas.path, n)
     if failures:
-        print(f"error: {len(failures)} stream(s) did not complete: " + " | ".join(failures), file=sys.stderr)
+        degraded = sum(r.status == "degraded" for r in finished)
+        what = "did not complete" if degraded < len(failures) else "degraded (quarantined too much)"
+        print(f"error: {len(failures)} stream(s) {what}: " + " | ".join(failures), file=sys.stderr)
         return 1
     return 0
+
+
+def _print_quarantine_summary(results: Sequence) -> None:
+    """What this run quarantined, by reason (the log has the same lines)."""
+    for r in results:
+        for reason, n in r.reasons.most_common(5):
+            print(f"quarantined {r.source}/{r.stream}: {n:,} x {reason}")
 
 
 def _start_sandbox(scale: str, seed: int, workdir: Path):

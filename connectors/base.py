@@ -74,6 +74,8 @@ class Stream(ABC):
     # Column values that single out this stream's rows in a shared table, so a --full run
     # only marks its own unseen rows deleted, e.g. {"type": ("call",)}.
     scope: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+    # A small stream read whole on every run (no cursor): rows it no longer yields were deleted.
+    reads_whole: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

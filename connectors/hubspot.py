@@ -2,6 +2,8 @@
 
 Streams, in dependency order, and where they come from:
 
+- exchange_rates: the company currency and exchange rates (``/settings/v3/currencies``),
+  read whole each run (:mod:`connectors.hubspot_rates`);
 - reps: owners (``/crm/v3/owners``), active and archived (people who left: inactive);
 - stages: deal pipelines and their stages (``/crm/v3/pipelines/deals``);
 - leads: contacts; opportunities: deals (search on the modification stamp, archived
@@ -22,6 +24,7 @@ from connectors import retry
 from connectors.base import Connector, Stream
 from connectors.hubspot_client import HubSpotClient
 from connectors.hubspot_history import CloseDateChangesStream, StageChangesStream
+from connectors.hubspot_rates import ExchangeRatesStream
 from connectors.hubspot_streams import ACTIVITY_STREAMS, LeadsStream, OpportunitiesStream, RepsStream, StagesStream
 from models.settings import HubSpotSettings
 
@@ -40,6 +43,7 @@ class HubSpotConnector(Connector):
     def streams(self) -> list[Stream]:
         c = self.client
         return [
+            ExchangeRatesStream(c),
             RepsStream(c),
             StagesStream(c),
             LeadsStream(c),

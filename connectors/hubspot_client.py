@@ -38,6 +38,7 @@ SEARCH_LIMIT = 200  # records per search page (HubSpot's maximum)
 LIST_LIMIT = 100  # records per list page (HubSpot's maximum)
 HISTORY_BATCH = 50  # records per batch read with property history (HubSpot returns 50 with history)
 ASSOCIATION_BATCH = 1000  # inputs per associations batch read (HubSpot's maximum)
+CURRENCY_PATH = "/settings/v3/currencies"
 DEFAULT_WAIT_S = 1.0  # a 429 without Retry-After or interval header: the search limit is per second
 
 Check = Callable[[dict[str, Any]], str | None]
@@ -119,6 +120,33 @@ class HubSpotClient:
             f"{object_type} pipelines", lambda: self._pipelines.get_all(object_type, **self._raw), _pipelines
         )
         return answer["results"]
+
+    def company_currency(self) -> str | None:
+        answer = self._call("company currency", lambda: self._get(CURRENCY_PATH + "/company-currency", []), _currency)
+        return answer.get("currencyCode")
+
+    def exchange_rates_page(self, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query = [("limit", LIST_LIMIT)] + ([("after", after)] if after else [])
+        answer = self._call(
+            "exchange rates", lambda: self._get(CURRENCY_PATH + "/exchange-rates", query), _exchange_rates
+        )
+        return answer["results"], _next_after(answer)
+
+    def _get(self, path: str, query: list[tuple[str, Any]]) -> Any:
+        """A GET the SDK has no typed API for, through its generated client's raw ``call_api``.
+
+        ``hubspot.Client.api_request`` would also do, but it has no timeout and prints errors.
+        """
+        return self._owners.api_client.call_api(
+            path,
+            "GET",
+            {},
+            query,
+            {"Accept": "application/json"},
+            auth_settings=["oauth2"],
+            _return_http_data_only=True,
+            **self._raw,
+        )
 
     def first_associated(self, from_type: str, to_type: str, ids: Iterable[str]) -> dict[str, str]:
         """For each record, the lowest-id record of ``to_type`` associated with it (if any)."""
@@ -288,6 +316,14 @@ def _pipelines(body: dict[str, Any]) -> str | None:
         return _has_id(p) and isinstance(stages, list) and all(isinstance(s, dict) and _has_id(s) for s in stages)
 
     return _results(body, ok, "id and stages")
+
+
+def _currency(body: dict[str, Any]) -> str | None:
+    return None if isinstance(body.get("currencyCode"), str) else "no currencyCode"
+
+
+def _exchange_rates(body: dict[str, Any]) -> str | None:
+    return _results(body, lambda r: isinstance(r.get("fromCurrencyCode"), str), "fromCurrencyCode")
 
 
 def _associations(body: dict[str, Any]) -> str | None:

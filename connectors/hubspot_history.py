@@ -40,7 +40,7 @@ class _DealHistoryStream(HubSpotStream):
             if items:
                 yield items
 
-    def changes(self, deal_id: str, entries: list[dict[str, Any]], modified: datetime) -> Iterator[Item]:
+    def changes(self, deal_id: str, entries: list[dict[str, Any]], modified: datetime | None) -> Iterator[Item]:
         previous = None
         for entry in _oldest_first(entries):
             value = text(entry.get("value"))

@@ -30,19 +30,20 @@ from connectors.hubspot_client import SEARCH_LIMIT, HubSpotClient
 from connectors.hubspot_values import epoch_ms, instant
 
 Record = dict[str, Any]
-Found = tuple[Record, datetime]  # a raw search result and its modification stamp
+Found = tuple[Record, datetime | None]  # a raw search result and its modification stamp (None: unreadable)
 
 
-def stamp(record: Record, modified_property: str) -> datetime:
-    """The record's modification stamp (the property, else the record's ``updatedAt``)."""
+def stamp(record: Record, modified_property: str) -> datetime | None:
+    """The record's modification stamp (the property, else the record's ``updatedAt``).
+
+    None when neither is readable: that record is bad (the stream quarantines it), not a
+    reason to fail the stream on every run. It does not move the keyset.
+    """
     for value in (record["properties"].get(modified_property), record.get("updatedAt")):
         moment = instant(value)
         if isinstance(moment, datetime):
             return moment
-    raise StreamFailed(
-        f"HubSpot record {record.get('id')} has no readable {modified_property} "
-        f"(got {record['properties'].get(modified_property)!r}); it cannot be placed in the incremental order"
-    )
+    return None
 
 
 def modified_since(
@@ -60,17 +61,27 @@ def modified_since(
     given: set[str] = set()  # ... and the ids it gave with that stamp
     while True:
         page = reader.by_stamp(low)
-        stamps = [epoch_ms(moment) for _, moment in page]
-        if len(page) == page_size and stamps[0] == stamps[-1]:
-            yield from reader.one_stamp(stamps[0], given if stamps[0] == boundary else set())
-            low, boundary, given = ("GT", stamps[0]), None, set()
+        stamps = [None if moment is None else epoch_ms(moment) for _, moment in page]
+        placed = [ms for ms in stamps if ms is not None]
+        if len(page) == page_size and len(placed) == len(page) and stamps[0] == stamps[-1]:
+            yield from reader.one_stamp(placed[0], given if placed[0] == boundary else set())
+            low, boundary, given = ("GT", placed[0]), None, set()
             continue
-        fresh = [f for f, ms in zip(page, stamps, strict=True) if ms != boundary or str(f[0]["id"]) not in given]
+        fresh = [
+            f
+            for f, ms in zip(page, stamps, strict=True)
+            if ms is None or ms != boundary or str(f[0]["id"]) not in given
+        ]
         if fresh:
             yield fresh
         if len(page) < page_size:
             return
-        boundary = stamps[-1]
+        if not placed:
+            raise StreamFailed(
+                f"a whole page of HubSpot {object_type} has no readable {modified_property}: "
+                "the incremental read cannot go on past it"
+            )
+        boundary = max(placed)
         given = {str(f[0]["id"]) for f, ms in zip(page, stamps, strict=True) if ms == boundary}
         low = ("GTE", boundary)
 

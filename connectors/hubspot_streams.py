@@ -179,8 +179,16 @@ class SearchStream(HubSpotStream):
             if after is None:
                 return
 
-    def item(self, raw: dict[str, Any], modified: datetime, links: Mapping[str, str | None]) -> Item:
+    def item(self, raw: dict[str, Any], modified: datetime | None, links: Mapping[str, str | None]) -> Item:
         record_id = str(raw[self.primary_key])
+        if modified is None:
+            got = raw["properties"].get(self.modified_property)
+            return Rejected(
+                record_id,
+                raw,
+                f"{self.modified_property}: not a readable instant (got {str(got)[:60]!r}) and no updatedAt, "
+                "so the record cannot be placed in the incremental order; it is read again when HubSpot stamps it",
+            )
         fields = self.map(record_id, raw["properties"], links)
         return self.build(raw, record_id, modified, updated_at=modified, **fields)
 

@@ -10,8 +10,9 @@ A full read (no cursor yet, or ``--full``) of an object with at least
 (:mod:`connectors.salesforce_bulk`); its CSV rows become the same records. A run that
 stops mid-way resumes from the committed cursor, incrementally, through REST.
 
-Streams and their objects: reps (User + UserRole), stages (OpportunityStage), leads
-(Lead), opportunities (Opportunity), stage_changes and close_date_changes
+Streams and their objects: exchange_rates (CurrencyType and DatedConversionRate, read whole;
+none in a single-currency org, :mod:`connectors.salesforce_rates`), reps (User + UserRole),
+stages (OpportunityStage), leads (Lead), opportunities (Opportunity), stage_changes and close_date_changes
 (OpportunityFieldHistory, which has no SystemModstamp: its cursor is CreatedDate),
 tasks (Task: calls, emails, tasks) and events (Event: meetings), quotas
 (ForecastingQuota, only where Collaborative Forecasts is on; quarterly periods).
@@ -30,6 +31,7 @@ import requests
 from connectors import retry
 from connectors.base import Connector, Stream
 from connectors.salesforce_client import SalesforceClient
+from connectors.salesforce_rates import ExchangeRatesStream
 from connectors.salesforce_streams import (
     CloseDateChangesStream,
     EventsStream,
@@ -69,6 +71,7 @@ class SalesforceConnector(Connector):
         task_fields = c.describe_fields("Task") or {}
         user_fields = c.describe_fields("User") or {}
         streams: list[Stream] = [
+            ExchangeRatesStream(c, url),
             RepsStream(c, url, has_hire_date=RepsStream.hire_date_field in user_fields),
             StagesStream(c, url),
             LeadsStream(c, url, has_assigned_field=LeadsStream.assigned_field in lead_fields),

@@ -271,10 +271,19 @@ class OpportunitiesStream(SalesforceStream):
 
 
 class _FieldHistoryStream(SalesforceStream):
+    """A deal's history rows are deleted with the deal. ``queryAll`` serves them ``IsDeleted``
+    with their ``CreatedDate`` unchanged, so an incremental read never sees the deletion;
+    the engine deletes a deleted deal's history itself (a --full read also sees these rows)."""
+
     sobject = "OpportunityFieldHistory"
     replication_key = "CreatedDate"
-    deletable = False
     fields = ("Id", "OpportunityId", "Field", "OldValue", "NewValue", "CreatedDate")
+
+    def _item(self, raw: dict[str, Any], context: StreamContext) -> Item:
+        item = super()._item(raw, context)
+        if isinstance(item, Deleted):  # CreatedDate says when the change happened, not when it went
+            return Deleted(item.external_id, context.started_at, item.replication_value)
+        return item
 
 
 class StageChangesStream(_FieldHistoryStream):

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 
 from models.database import head_revision, schema_version
-from models.tables import metadata, notifications, quarantine, sync_runs, sync_state
+from models.tables import (
+    RATES_APPLIED,
+    activities,
+    exchange_rates,
+    leads,
+    metadata,
+    notifications,
+    opportunities,
+    quarantine,
+    quotas,
+    sync_runs,
+    sync_state,
+)
 
 
 @dataclass
@@ -24,15 +38,31 @@ class StreamStatus:
 
 
 @dataclass
+class RateStatus:
+    """One exchange rate in force and where it came from (``settings`` wins over a CRM's)."""
+
+    currency: str
+    rate: Decimal | None  # units of the reporting currency per unit; None: not convertible yet
+    origin: str  # 'settings' or the CRM ('salesforce', 'hubspot')
+    valid_from: date | None = None
+    valid_to: date | None = None
+    dated: bool = False
+    overridden_by_settings: bool = False
+
+
+@dataclass
 class WarehouseStatus:
     schema_version: str | None
     head_version: str
     row_counts: dict[str, int]
     streams: list[StreamStatus] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
+    rates: list[RateStatus] = field(default_factory=list)
+    stale_rows: dict[str, int] = field(default_factory=dict)  # rows whose newer CRM version is quarantined
 
 
-def warehouse_status(engine: Engine) -> WarehouseStatus:
+def warehouse_status(engine: Engine, fx_rates: Mapping[str, Decimal] | None = None) -> WarehouseStatus:
+    """``fx_rates``: the settings' overrides, shown first and marked on the CRM rates they replace."""
     with engine.connect() as conn:
         counts = {
             name: conn.execute(select(func.count()).select_from(table)).scalar_one()
@@ -40,7 +70,9 @@ def warehouse_status(engine: Engine) -> WarehouseStatus:
         }
         streams: dict[tuple[str, str], StreamStatus] = {}
         for source, stream, cursor in conn.execute(
-            select(sync_state.c.source, sync_state.c.stream, sync_state.c.cursor)
+            select(sync_state.c.source, sync_state.c.stream, sync_state.c.cursor).where(
+                sync_state.c.stream != RATES_APPLIED
+            )
         ):
             streams[(source, stream)] = StreamStatus(source, stream, cursor=cursor)
         latest = (
@@ -61,10 +93,27 @@ def warehouse_status(engine: Engine) -> WarehouseStatus:
         ):
             streams.setdefault((source, stream), StreamStatus(source, stream)).quarantined = n
         outbox = dict(conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all())
+        overrides = dict(fx_rates or {})
+        rates = [RateStatus(code, value, "settings") for code, value in sorted(overrides.items())]
+        e = exchange_rates
+        for source, currency, rate, valid_from, valid_to, dated in conn.execute(
+            select(e.c.source, e.c.currency, e.c.rate, e.c.valid_from, e.c.valid_to, e.c.is_dated)
+            .where(e.c.deleted_at.is_(None))
+            .order_by(e.c.currency, e.c.source, e.c.valid_from)
+        ):
+            rates.append(RateStatus(currency, rate, source, valid_from, valid_to, dated, currency in overrides))
+        stale = {
+            table.name: conn.execute(
+                select(func.count()).select_from(table).where(table.c.quarantine_id.is_not(None))
+            ).scalar_one()
+            for table in (opportunities, leads, activities, quotas)
+        }
     return WarehouseStatus(
         schema_version=schema_version(engine),
         head_version=head_revision(),
         row_counts=counts,
         streams=[streams[k] for k in sorted(streams)],
         outbox=outbox,
+        rates=rates,
+        stale_rows={name: n for name, n in stale.items() if n},
     )

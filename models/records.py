@@ -152,3 +152,25 @@ class QuotaRecord(Record):
         if start is not None and value < start:
             raise ValueError(f"period_end {value} is before period_start {start}")
         return value
+
+
+class ExchangeRateRecord(Record):
+    """A CRM's rate for one currency, stated against the CRM's corporate (company) currency."""
+
+    currency: Currency
+    base_currency: Currency
+    base_per_unit: Decimal = Field(gt=0, max_digits=28, decimal_places=12)  # units of base per one unit
+    valid_from: date | None = None
+    valid_to: date | None = None  # exclusive
+    is_dated: bool = False
+
+    @field_validator("base_per_unit", mode="before")
+    @classmethod
+    def _places(cls, value: object) -> object:
+        # An inverted CRM rate (1 / ConversionRate) has endless digits; twelve places are plenty.
+        if isinstance(value, float | int | str | Decimal) and not isinstance(value, bool):
+            try:
+                return Decimal(str(value)).quantize(Decimal("0.000000000001"))
+            except ArithmeticError:
+                return value
+        return value

@@ -161,6 +161,8 @@ class SyncSettings(_Section):
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(120.0, gt=0)
     lock_timeout_s: int = Field(3600, ge=60)
+    max_quarantine_share: float = Field(0.05, ge=0, le=1)
+    degraded_min_records: int = Field(10, ge=1)
 
 
 class RulesSettings(_Section):

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from models.inventory import WarehouseStatus
 
+BAD = ("degraded", "failed", "interrupted")  # statuses shown in red
 STREAM_COLUMNS = ("stream", "last run", "age", "status", "rows", "quarantined", "cursor stamp", "ids at stamp")
 
 
@@ -66,13 +67,34 @@ def stream_rows(st: WarehouseStatus, now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-def status_document(database: str, st: WarehouseStatus, rules: Sequence[RulesFile], now: datetime) -> dict[str, Any]:
+def rate_rows(st: WarehouseStatus) -> list[dict[str, Any]]:
+    """Every rate in force and where it came from; the settings' first, then each CRM's."""
+    return [
+        {
+            "currency": r.currency,
+            "rate": None if r.rate is None else f"{r.rate.normalize():f}",  # a string: exact, as stored
+            "origin": r.origin,
+            "valid_from": r.valid_from.isoformat() if r.valid_from else None,
+            "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+            "dated": r.dated,
+            "overridden_by_settings": r.overridden_by_settings,
+        }
+        for r in st.rates
+    ]
+
+
+def status_document(
+    database: str, st: WarehouseStatus, rules: Sequence[RulesFile], now: datetime, *, reporting_currency: str
+) -> dict[str, Any]:
     return {
         "database": database,
         "schema_version": st.schema_version,
         "head_version": st.head_version,
         "row_counts": st.row_counts,
         "streams": stream_rows(st, now),
+        "reporting_currency": reporting_currency,
+        "exchange_rates": rate_rows(st),
+        "stale_rows": st.stale_rows,
         "rules": [{"path": str(r.path), "exists": r.exists} for r in rules],
         "outbox": st.outbox,
     }
@@ -88,7 +110,7 @@ def render_tables(doc: dict[str, Any], console: Console) -> None:
     say(f"database        {doc['database']}")
     say(f"schema version  {doc['schema_version']} ({current})")
 
-    counts = Table("table", "rows", box=box.SIMPLE_HEAD, title="rows", title_justify="left")
+    counts = _table("rows", "table", "rows")
     counts.columns[1].justify = "right"
     for name, n in doc["row_counts"].items():
         counts.add_row(name, f"{n:,}")
@@ -97,13 +119,13 @@ def render_tables(doc: dict[str, Any], console: Console) -> None:
     if not doc["streams"]:
         say("streams: (no sync has run yet)")
     else:
-        streams = Table(*STREAM_COLUMNS, box=box.SIMPLE_HEAD, title="streams", title_justify="left")
+        streams = _table("streams", *STREAM_COLUMNS)
         for column in streams.columns[4:6]:
             column.justify = "right"
         streams.columns[7].justify = "right"
         for row in doc["streams"]:
             status = row["status"] or "-"
-            style = "green" if status == "ok" else "red" if status in ("failed", "interrupted") else "yellow"
+            style = "green" if status == "ok" else "red" if status in BAD else "yellow"
             streams.add_row(
                 f"{row['source']}/{row['stream']}",
                 _short(row["last_run"]) if row["last_run"] else "never",
@@ -116,8 +138,17 @@ def render_tables(doc: dict[str, Any], console: Console) -> None:
             )
         console.print(streams)
         for row in doc["streams"]:
-            if row["error"]:
-                say(f"  {row['source']}/{row['stream']} error: {row['error']}")
+            if row["error"]:  # a degraded run's error: how much it quarantined, the top reason
+                style = "red" if row["status"] in BAD else None
+                say(f"  {row['source']}/{row['stream']} {row['status']}: {row['error']}", style=style)
+
+    _render_rates(doc, console)
+    if doc["stale_rows"]:
+        stale = _table("stale rows (the CRM's newer version is in quarantine)", "table", "stale rows")
+        stale.columns[1].justify = "right"
+        for name, n in doc["stale_rows"].items():
+            stale.add_row(name, f"{n:,}")
+        console.print(stale)
 
     rules = doc["rules"]
     loadable = [r["path"] for r in rules if r["exists"]]
@@ -127,3 +158,37 @@ def render_tables(doc: dict[str, Any], console: Console) -> None:
         say(f"  not found (no rules are loaded from them; see [rules] paths): {', '.join(missing)}")
     outbox = ", ".join(f"{k} {v:,}" for k, v in sorted(doc["outbox"].items())) or "(empty)"
     say(f"outbox: {outbox}")
+
+
+def _table(title: str, *columns: str) -> Table:
+    return Table(*columns, box=box.SIMPLE_HEAD, title=title, title_justify="left")
+
+
+def _render_rates(doc: dict[str, Any], console: Console) -> None:
+    if not doc["exchange_rates"]:
+        console.print(
+            "exchange rates: (none: amounts in other currencies are quarantined until a CRM or settings has a rate)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    rates = _table(
+        "exchange rates (settings override a CRM)",
+        "currency",
+        f"{doc['reporting_currency']} per unit",
+        "from",
+        "valid",
+        "note",
+    )
+    rates.columns[1].justify = "right"
+    for r in doc["exchange_rates"]:
+        valid = f"{r['valid_from'] or '...'} to {r['valid_to'] or '...'}" if r["dated"] else ""
+        rates.add_row(
+            r["currency"],
+            r["rate"] or "-",
+            r["origin"],
+            valid,
+            "overridden by settings" if r["overridden_by_settings"] else "",
+        )
+    console.print(rates)

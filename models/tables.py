@@ -12,7 +12,10 @@ Conventions (stable; analysts rely on them):
   wrote the row; ``deleted_at`` is set when the record was deleted or archived in the CRM
   (rows are soft-deleted, never removed).
 - Amounts are kept in the record's currency (``amount``, ``currency``) and converted to the
-  reporting currency from settings (``amount_reporting``).
+  reporting currency (``amount_reporting``) at the rate in ``exchange_rates`` (the CRMs' own
+  rates) unless ``[company.fx_rates]`` in settings overrides it; a changed rate re-converts.
+- ``quarantine_id`` on a data row: the CRM's latest version of the record is in quarantine,
+  so the row shows an older, valid version (stale) until a valid version arrives.
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 Money = Numeric(18, 2)
+Rate = Numeric(28, 12)
+
+
+def _stale_column() -> Column:
+    return Column(
+        "quarantine_id",
+        Integer,
+        comment="quarantine.id of the CRM's newer, invalid version: this row is stale until a valid one arrives",
+    )
 
 
 def _crm_columns() -> list[Column]:
@@ -121,6 +133,7 @@ leads = Table(
     Column("converted_opportunity_id", String(80), comment="opportunities.id the lead became"),
     Column("created_at", UTCDateTime(), nullable=False, comment="when the lead was created in the CRM"),
     Column("assigned_at", UTCDateTime(), comment="when the current owner got the lead"),
+    _stale_column(),
     *_tail_columns(),
     Index(None, "owner_id", "assigned_at"),
     Index(None, "created_at"),
@@ -149,6 +162,7 @@ opportunities = Table(
     Column("last_activity_at", UTCDateTime(), comment="latest activity on the deal (kept by the sync from activities)"),
     Column("lead_id", String(80), comment="leads.id the deal came from, when known"),
     Column("crm_url", String(500), comment="link to the record in the CRM"),
+    _stale_column(),
     *_tail_columns(),
     Index(None, "owner_id", "is_closed", "close_date"),
     Index(None, "is_closed", "stage", "stage_entered_at"),
@@ -167,6 +181,7 @@ stage_changes = Table(
     Column("to_stage", String(255), nullable=False, comment="stages.api_name after"),
     Column("changed_at", UTCDateTime(), nullable=False, comment="when the deal moved, in the CRM"),
     Column("synced_at", UTCDateTime(), nullable=False, comment="when salespulse last wrote this row"),
+    Column("deleted_at", UTCDateTime(), comment="set when the deal or this history row was deleted in the CRM"),
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
     comment="Every stage move of every deal.",
@@ -181,6 +196,7 @@ close_date_changes = Table(
     Column("new_date", Date, comment="expected close date after the change (later: a push)"),
     Column("changed_at", UTCDateTime(), nullable=False, comment="when the change was made in the CRM"),
     Column("synced_at", UTCDateTime(), nullable=False, comment="when salespulse last wrote this row"),
+    Column("deleted_at", UTCDateTime(), comment="set when the deal or this history row was deleted in the CRM"),
     Index(None, "opportunity_id", "changed_at"),
     comment="Every change of a deal's expected close date (pushes are later new_date).",
 )
@@ -201,6 +217,7 @@ activities = Table(
         comment="when the call, meeting or email happened (a task: its due or completion time)",
     ),
     Column("created_at", UTCDateTime(), comment="when the activity was created in the CRM"),
+    _stale_column(),
     *_tail_columns(),
     Index(None, "opportunity_id", "occurred_at"),
     Index(None, "rep_id", "occurred_at"),
@@ -229,10 +246,35 @@ quotas = Table(
         comment="false for a Salesforce quota whose rep has a quota-file quota overlapping its period (the file "
         "wins); quota checks read effective quotas only",
     ),
+    _stale_column(),
     UniqueConstraint("source", "rep_id", "period_start", "period_end"),
     Index(None, "rep_id", "period_start"),
     comment="Quota per rep and period; where file and CRM both have one, the file wins.",
 )
+
+exchange_rates = Table(
+    "exchange_rates",
+    metadata,
+    *_crm_columns(),
+    Column("currency", String(3), nullable=False, comment="ISO 4217 code the rate converts from"),
+    Column("base_currency", String(3), nullable=False, comment="the CRM's corporate (company) currency"),
+    Column("base_per_unit", Rate, nullable=False, comment="units of base_currency per one unit of currency"),
+    Column(
+        "rate",
+        Rate,
+        comment="units of the reporting currency per one unit of currency; null while base to reporting is unknown",
+    ),
+    Column("valid_from", Date, comment="first day the rate applies (by a deal's close date); null: open"),
+    Column("valid_to", Date, comment="first day it no longer applies; null: open"),
+    Column("is_dated", Boolean, nullable=False, comment="a dated rate (Salesforce DatedConversionRate)"),
+    *_tail_columns(),
+    Index(None, "currency"),
+    comment="Exchange rates read from the CRMs (Salesforce CurrencyType/DatedConversionRate, HubSpot).",
+)
+
+# A sync_state row (per source) that is not a stream: the rates the stored amounts were last
+# converted with, so a changed rate re-converts them once.
+RATES_APPLIED = "exchange_rates.applied"
 
 sync_state = Table(
     "sync_state",
@@ -251,7 +293,7 @@ sync_runs = Table(
     Column("source", String(20), nullable=False, comment="CRM synced"),
     Column("stream", String(40), nullable=False, comment="stream synced"),
     Column("full", Boolean, nullable=False, comment="a --full run (cursor ignored)"),
-    Column("status", String(12), nullable=False, comment="running | ok | failed | interrupted | skipped"),
+    Column("status", String(12), nullable=False, comment="running | ok | degraded | failed | interrupted | skipped"),
     Column("started_at", UTCDateTime(), nullable=False, comment="when the stream's run started"),
     Column("finished_at", UTCDateTime(), comment="when it ended; null while running"),
     Column(

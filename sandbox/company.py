@@ -38,7 +38,11 @@ Ground truth (``ground_truth.json``, UTF-8, keys sorted; all ids are the CRM's o
                     "anchor": "2025-05-14", "anchor_end": "2025-05-14T23:59:59.999Z",
                     "history_start": "2023-05-15", "problems": ["ahead_of_quota", ...],
                     "dirty_rate": 0.01, "company": "Acme Analytics",
-                    "fx_rates": {"EUR": 1.08, ...}},           # USD per unit: salespulse's [company.fx_rates]
+                    "fx_rates": {"EUR": 1.08, ...},            # USD per unit (the sandbox exports no settings rate)
+                    "crm_rates": {"corporate": "USD",         # the rates the fake CRMs serve (sandbox.company_rates)
+                                  "salesforce": {"EUR": "0.925926", ...},      # CurrencyType.ConversionRate
+                                  "salesforce_dated": [{"iso_code", "conversion_rate", "start", "next_start"}],
+                                  "hubspot": {"EUR": "1.08", ...}}},          # exchange-rates conversionRate
       "period": {"quarter_start": "2025-04-01", "quarter_end": "2025-06-30",
                  "elapsed_days": 44, "quarter_days": 91},       # current calendar quarter; pace = quota * 44 / 91
       "teams": [{"crm", "id", "name", "manager_id", "rep_ids": [...]}],
@@ -108,12 +112,16 @@ from sandbox.company_dirty import write_dirty
 from sandbox.company_leads import LeadStream, write_team_leads
 from sandbox.company_mutate import MutationSummary, mutate
 from sandbox.company_org import Org, Person, build_org
+from sandbox.company_rates import write_rates
 from sandbox.company_sink import Sink
 from sandbox.planted import PROBLEMS, Plan, make_plan, measure
 from sandbox.store import DELETABLE, TABLES, Store
 
 __all__ = ["PROBLEMS", "SCALES", "GroundTruth", "MutationSummary", "Scale", "generate", "mutate"]
 
+# Part of the name of a generated company's folder: a company made by an older generator
+# (say, without the CRMs' exchange rates) is not reused.
+GENERATOR_VERSION = 2
 CONVERTED_DEAL_SHARE = 0.35  # of a rep's deals come from converted leads
 QUOTA_FILE_QUARTERS = 5  # the last four quarters and the current one
 QUOTA_HEADER = ("rep_email", "period_start", "period_end", "amount", "currency")
@@ -177,7 +185,9 @@ def generate(
     anchor: date,
     problems: set[str] | None = None,
     dirty_rate: float = 0.01,
+    dated_rates: bool | None = None,
 ) -> GroundTruth:
+    """``dated_rates``: Salesforce with advanced currency management (dated rates); default: even seeds."""
     chosen = frozenset(PROBLEMS if problems is None else problems)
     unknown = sorted(chosen - set(PROBLEMS))
     if unknown:
@@ -197,6 +207,7 @@ def generate(
 
     featured = {crm: min(d for c, d in stale if c == crm) for crm in CRMS if any(c == crm for c, _ in stale)}
     dirty = write_dirty(store, seed, dirty_rate, window, featured)
+    rates = write_rates(store, window, dated=seed % 2 == 0 if dated_rates is None else dated_rates)
     truth = GroundTruth(
         generator={
             "seed": seed,
@@ -208,6 +219,7 @@ def generate(
             "dirty_rate": dirty_rate,
             "company": COMPANY_NAME,
             "fx_rates": {c.code: c.usd_per_unit for c in CURRENCIES[1:]},
+            "crm_rates": rates,
         },
         period={
             "quarter_start": window.quarter_start.isoformat(),

@@ -22,6 +22,10 @@ Endpoints and the HubSpot pages they follow:
 - ``GET /crm/v3/pipelines/deals`` and ``/crm/v3/pipelines/deals/{id}``
   (https://developers.hubspot.com/docs/api/crm/pipelines): stage metadata ``isClosed``
   and ``probability`` as strings (a won stage is closed with probability 1.0).
+- ``GET /settings/v3/currencies/company-currency`` and ``.../exchange-rates``
+  (https://developers.hubspot.com/docs/api/settings/currencies): the company currency,
+  and per other currency ``conversionRate`` = company-currency units per one unit, with
+  ``effectiveAt``; ``limit`` <= 100, ``after``. A portal without rates lists none.
 - ``POST /crm/v4/associations/{from}/{to}/batch/read``
   (https://developers.hubspot.com/docs/api/crm/associations/v4): deals <-> contacts and
   deals/contacts <-> engagements, HUBSPOT_DEFINED type ids, at most 1,000 inputs
@@ -113,6 +117,8 @@ class FakeHubSpot(FakeServer):
         self.route("GET", r"/crm/v3/pipelines/(?P<obj>[^/]+)/?", self._list_pipelines)
         self.route("GET", r"/crm/v3/pipelines/(?P<obj>[^/]+)/(?P<id>[^/]+)", self._get_pipeline)
         self.route("POST", r"/crm/v4/associations/(?P<src>[^/]+)/(?P<dst>[^/]+)/batch/read", self._associations)
+        self.route("GET", r"/settings/v3/currencies/company-currency/?", self._company_currency)
+        self.route("GET", r"/settings/v3/currencies/exchange-rates/?", self._exchange_rates)
 
     # -- errors --------------------------------------------------------------------
     def error(self, status: int, message: str, category: str | None, **extra: Any) -> Response:
@@ -366,6 +372,38 @@ class FakeHubSpot(FakeServer):
             return self.error(404, f"Unable to find pipeline {request.match['id']}", "OBJECT_NOT_FOUND")
         return Response(200, found[0])
 
+    # -- currencies ----------------------------------------------------------------------
+    def _company_currency(self, request: Request) -> Response:  # noqa: ARG002
+        row = (
+            self.store.connect()
+            .execute("SELECT * FROM currencies WHERE crm = 'hubspot' AND is_corporate = 1 ORDER BY seq LIMIT 1")
+            .fetchone()
+        )
+        code = row["iso_code"] if row else "USD"  # every portal has one; a sandbox without rates is USD
+        return Response(
+            200, {"currencyCode": code, "currencyName": code, "createdAt": row["created_at"] if row else None}
+        )
+
+    def _exchange_rates(self, request: Request) -> Response:
+        limit = _int_arg(request, "limit", 100)
+        if not 1 <= limit <= LIST_MAX_LIMIT:
+            raise invalid(f"limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}")
+        after = _int_arg(request, "after", 0)
+        conn = self.store.connect()
+        company = conn.execute(
+            "SELECT iso_code FROM currencies WHERE crm = 'hubspot' AND is_corporate = 1 LIMIT 1"
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT * FROM currencies WHERE crm = 'hubspot' AND is_corporate = 0 AND seq > ? ORDER BY seq LIMIT ?",
+            (after, limit + 1),
+        ).fetchall()
+        body: dict[str, Any] = {"results": [_exchange_rate(row, company[0]) for row in rows[:limit]]}
+        if len(rows) > limit:
+            token = str(rows[limit - 1]["seq"])
+            link = f"{self.base_url}/settings/v3/currencies/exchange-rates?after={token}"
+            body["paging"] = {"next": {"after": token, "link": link}}
+        return Response(200, body)
+
     # -- associations ------------------------------------------------------------------
     def _associations(self, request: Request) -> Response:
         assert request.match is not None
@@ -373,6 +411,21 @@ class FakeHubSpot(FakeServer):
         now = iso_utc(self.store.clock())
         status, body = read_associations(self.store.connect(), src, dst, request.json())
         return Response(status, {**body, "startedAt": now, "completedAt": now})
+
+
+def _exchange_rate(row: Any, company_currency: str) -> dict[str, Any]:
+    """conversionRate: units of the company currency per one unit of fromCurrencyCode."""
+    effective = f"{row['start_date']}T00:00:00Z" if row["start_date"] else row["created_at"]
+    return {
+        "id": row["id"],
+        "fromCurrencyCode": row["iso_code"],
+        "toCurrencyCode": company_currency,
+        "conversionRate": float(row["conversion_rate"]),
+        "effectiveAt": effective,
+        "visibleInUI": bool(row["is_active"]),
+        "createdAt": row["created_at"],
+        "updatedAt": row["modified_at"],
+    }
 
 
 def _int_arg(request: Request, name: str, default: int | None) -> int | None:

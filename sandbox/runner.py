@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from models.clock import Clock, utc_now
-from sandbox.company import SCALES, GroundTruth, Scale, generate
+from sandbox.company import GENERATOR_VERSION, SCALES, GroundTruth, Scale, generate
 from sandbox.hubspot import FakeHubSpot
 from sandbox.salesforce import FakeSalesforce
 from sandbox.slack import FakeSlack
@@ -93,7 +93,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         anchor = self.anchor or self.clock().date()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        company = self.workdir / f"company-{self.scale.name}-{self.seed}-{anchor.isoformat()}"
+        company = self.workdir / f"company-{self.scale.name}-{self.seed}-{anchor.isoformat()}-g{GENERATOR_VERSION}"
         if not (company / "ground_truth.json").exists():
             shutil.rmtree(company, ignore_errors=True)
             company.mkdir(parents=True)
@@ -153,6 +153,5 @@ class Sandbox:
             "SALESPULSE_SLACK__TOKEN": self.tokens["slack"],
             "SALESPULSE_QUOTAS__PATH": str(self.quota_file),
         }
-        for code, rate in sorted(self.truth.generator["fx_rates"].items()):
-            env[f"SALESPULSE_COMPANY__FX_RATES__{code}"] = str(rate)
+        # No [company.fx_rates]: the rates come from the fake CRMs, as from real multi-currency ones.
         return env

@@ -47,7 +47,9 @@ the store) as a percent; ``Opportunity.LeadSource`` comes from the converted lea
 is the custom field ``Lead.Assigned_At__c``; ``OpportunityFieldHistory`` has no
 SystemModstamp (its cursor is CreatedDate) and counts as deleted with its opportunity.
 User, UserRole, OpportunityStage and ForecastingQuota have no IsDeleted (users are
-deactivated, not deleted). Date literals (TODAY...) use the store clock's UTC date.
+deactivated, not deleted). A store with Salesforce currencies is a multi-currency org:
+``CurrencyType`` and ``DatedConversionRate`` (no IsDeleted) serve them; without, both
+answer INVALID_TYPE as in a single-currency org. Date literals (TODAY...) use the store clock's UTC date.
 """
 
 from __future__ import annotations
@@ -299,7 +301,41 @@ OBJECTS: tuple[SObject, ...] = (
         (Relationship("QuotaOwner", "User", "QuotaOwnerId"),),
     ),
 )
+# Multi-currency orgs only (sandbox.company_rates): a store without Salesforce currencies is
+# a single-currency org, where querying either object answers INVALID_TYPE.
+CURRENCY_OBJECTS: tuple[SObject, ...] = (
+    SObject(
+        "CurrencyType",
+        "02c",
+        "currencies",
+        _SF + " AND {t}.start_date IS NULL",
+        (
+            SField("Id", "id", "{t}.id"),
+            SField("IsoCode", "picklist", "{t}.iso_code"),
+            SField("ConversionRate", "double", "{t}.conversion_rate"),
+            SField("DecimalPlaces", "int", "2"),
+            SField("IsActive", "boolean", "{t}.is_active"),
+            SField("IsCorporate", "boolean", "{t}.is_corporate"),
+            *_stamps(),
+        ),
+    ),
+    SObject(
+        "DatedConversionRate",
+        "04w",
+        "currencies",
+        _SF + " AND {t}.start_date IS NOT NULL",
+        (
+            SField("Id", "id", "{t}.id"),
+            SField("IsoCode", "picklist", "{t}.iso_code"),
+            SField("ConversionRate", "double", "{t}.conversion_rate"),
+            SField("StartDate", "date", "{t}.start_date"),
+            SField("NextStartDate", "date", "{t}.next_start_date"),
+            *_stamps(),
+        ),
+    ),
+)
 SCHEMA: dict[str, SObject] = {obj.name.lower(): obj for obj in OBJECTS}
+MULTI_CURRENCY_SCHEMA: dict[str, SObject] = {**SCHEMA, **{obj.name.lower(): obj for obj in CURRENCY_OBJECTS}}
 
 # -- serialising records the way the API does ----------------------------------------------
 # SQLite builds each record's JSON text (json_object) while it walks the rows: the
@@ -630,6 +666,11 @@ class FakeSalesforce(FakeServer):
         base = f"/services/data/v{request.match['ver']}"
         return Response(200, {"sobjects": f"{base}/sobjects", "query": f"{base}/query", "queryAll": f"{base}/queryAll"})
 
+    def schema(self) -> dict[str, SObject]:
+        """The org's objects: a store with Salesforce currencies is a multi-currency org."""
+        found = self.store.connect().execute("SELECT 1 FROM currencies WHERE crm = 'salesforce' LIMIT 1").fetchone()
+        return MULTI_CURRENCY_SCHEMA if found else SCHEMA
+
     def _describe_global(self, request: Request) -> Response:
         assert request.match is not None
         base = f"/services/data/v{request.match['ver']}/sobjects"
@@ -642,13 +683,13 @@ class FakeSalesforce(FakeServer):
                 "custom": False,
                 "urls": {"sobject": f"{base}/{obj.name}", "describe": f"{base}/{obj.name}/describe"},
             }
-            for obj in OBJECTS
+            for obj in self.schema().values()
         ]
         return Response(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects})
 
     def _describe(self, request: Request) -> Response:
         assert request.match is not None
-        obj = SCHEMA.get(request.match["obj"].lower())
+        obj = self.schema().get(request.match["obj"].lower())
         if obj is None:
             return self.not_found(request, method_exists=False)
         via = {rel.via: rel.name for rel in obj.relationships}
@@ -676,7 +717,9 @@ class FakeSalesforce(FakeServer):
             return sf_error(400, "MALFORMED_QUERY", "A query string has to be specified")
         endpoint, version = request.match["ep"], request.match["ver"]
         try:
-            compiled = translate(soql, SCHEMA, include_deleted=endpoint == "queryAll", today=self.store.clock().date())
+            compiled = translate(
+                soql, self.schema(), include_deleted=endpoint == "queryAll", today=self.store.clock().date()
+            )
         except SoqlError as exc:
             return sf_error(400, exc.code, exc.message)
         if compiled.count_only:

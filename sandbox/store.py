@@ -14,8 +14,10 @@ the bookkeeping timestamps the servers filter on (``modified_at``) are always va
 ISO-8601 UTC strings ``YYYY-MM-DDTHH:MM:SS.fffZ`` so text order is time order.
 
 Deletion follows each vendor: Salesforce moves ``SystemModstamp`` on delete (so
-``modified_at`` changes), HubSpot archiving does not touch ``hs_lastmodifieddate``
-(``modified_at`` stays, ``deleted_at`` is set).
+``modified_at`` changes) and deletes a deal's tasks and events with it (its field history
+counts as deleted through the deal); HubSpot archiving does not touch
+``hs_lastmodifieddate`` (``modified_at`` stays, ``deleted_at`` is set) and leaves the
+deal's engagements alone.
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ CREATE TABLE IF NOT EXISTS activities (
     type TEXT NOT NULL, subject TEXT, owner_id TEXT, deal_id TEXT, lead_id TEXT,
     occurred_at TEXT, created_at TEXT NOT NULL, modified_at TEXT NOT NULL, deleted_at TEXT,
     PRIMARY KEY (crm, id));
+CREATE TABLE IF NOT EXISTS currencies (
+    crm TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, iso_code TEXT NOT NULL,
+    conversion_rate TEXT NOT NULL, is_corporate INTEGER NOT NULL DEFAULT 0, is_active INTEGER NOT NULL DEFAULT 1,
+    start_date TEXT, next_start_date TEXT,
+    created_at TEXT NOT NULL, modified_at TEXT NOT NULL,
+    PRIMARY KEY (crm, id));
 CREATE TABLE IF NOT EXISTS quotas (
     crm TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, owner_id TEXT NOT NULL,
     period_start TEXT NOT NULL, period_end TEXT NOT NULL, amount TEXT NOT NULL,
@@ -107,6 +115,7 @@ TABLES = (
     "deal_history",
     "activities",
     "quotas",
+    "currencies",
 )
 
 # Tables whose rows can be soft-deleted (Salesforce IsDeleted / HubSpot archived).
@@ -227,6 +236,12 @@ class Store:
         with self._write_lock:
             conn.execute("BEGIN")
             n = sum(conn.execute(sql, a).rowcount for a in args)
+            if crm == "salesforce" and table == "deals":
+                conn.executemany(
+                    "UPDATE activities SET deleted_at = ?, modified_at = ? "
+                    "WHERE crm = ? AND deal_id = ? AND deleted_at IS NULL",
+                    args,
+                )
             conn.execute("COMMIT")
         return n
 

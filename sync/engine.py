@@ -8,7 +8,14 @@ is lost and nothing is counted twice.
 
 A stream that fails keeps its cursor and is reported in ``sync_runs``; streams that need
 its data (deals need reps and stages) are skipped in that run rather than quarantining
-everything for a missing owner.
+everything for a missing owner. A stream that quarantined more than
+``sync.max_quarantine_share`` of what it read is ``degraded``: its good rows are committed,
+but a share that large is a configuration problem (a missing rate, a rep not synced), and
+the run says so with the most frequent reason.
+
+Deleting a deal soft-deletes its stage changes, close-date changes and activities in the
+same transaction (and once more at the end of the run, for children written meanwhile by
+a parallel stream); children written for an already deleted deal are deleted as written.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -32,17 +39,32 @@ from models.errors import FatalError, RetriableError
 from models.logs import RedactSecrets
 from models.records import Record
 from models.settings import Settings
-from models.tables import activities, opportunities, quarantine, stage_changes, sync_runs, sync_state
+from models.tables import (
+    activities,
+    exchange_rates,
+    opportunities,
+    quarantine,
+    quotas,
+    stage_changes,
+    sync_runs,
+    sync_state,
+)
 from sync import workers
+from sync.currency import RateBook, reconvert, store_rates
 from sync.cursor import Cursor, advance, in_order, is_boundary_duplicate, lower_bound
 from sync.lock import heartbeat, source_lock
 from sync.prefetch import prefetch
 from sync.progress import LogProgress, Progress, StreamProgress
+from sync.quarantine import fixed_records, mark_stale, reason_group, top_reasons
 from sync.quota_file import apply_file_precedence
 from sync.rows import STREAM_TABLES, Lookups, StreamTable, Unusable, to_row, warehouse_id
 from sync.writer import (
+    DEAL_CHILDREN,
     begin_bulk_load,
+    cascade_deletions,
+    cascade_from_deals,
     ensure_indexes,
+    inherit_deal_deletion,
     mark_deleted,
     quarantine_records,
     release_from_quarantine,
@@ -55,27 +77,39 @@ log = logging.getLogger("salespulse.sync")
 _ERROR_CHARS = 2000  # of an unexpected exception's text kept in sync_runs.error
 
 # Streams whose records reference rows another stream provides.
-DEPENDS_ON = {"opportunities": ("reps", "stages"), "leads": ("reps",), "quotas": ("reps",)}
+DEPENDS_ON = {
+    "opportunities": ("reps", "stages", "exchange_rates"),
+    "leads": ("reps",),
+    "quotas": ("reps", "exchange_rates"),
+}
+COMPLETED = ("ok", "degraded")  # the stream read to its end: what depends on it may run
 
 
 @dataclass
 class StreamResult:
     source: str
     stream: str
-    status: str  # ok | failed | skipped
+    status: str  # ok | degraded | failed | skipped
     read: int = 0
     written: int = 0
     quarantined: int = 0
     deleted: int = 0
+    released: int = 0  # quarantined records valid again today (a rep, stage or rate arrived)
     duration_s: float = 0.0
     error: str | None = None
     last_stamp: datetime | None = None  # the latest replication stamp served so far in this run
+    reasons: Counter[str] = field(default_factory=Counter)  # quarantine reasons of this run, grouped
+
+    @property
+    def completed(self) -> bool:
+        return self.status in COMPLETED
 
     @property
     def summary(self) -> str:
         text = (
             f"status={self.status} read={self.read} written={self.written} "
-            f"quarantined={self.quarantined} deleted={self.deleted} duration={self.duration_s:.1f}s"
+            f"quarantined={self.quarantined} released={self.released} deleted={self.deleted} "
+            f"duration={self.duration_s:.1f}s"
         )
         return f"{text} error={self.error!r}" if self.error else text
 
@@ -96,6 +130,7 @@ class SyncEngine:
         source = connector.source
         with source_lock(self.engine, source, self.clock, self.settings.sync.lock_timeout_s) as holder:
             started_at = self.clock()
+            first_sync = not self._has_rows(source)
             streams = connector.streams()
 
             def work(stream: Stream, progress: StreamProgress) -> StreamResult:
@@ -105,7 +140,7 @@ class SyncEngine:
                 results = self._run_forked(connector, streams, work)
             else:
                 results = self._run_in_turn(source, streams, work)
-            self._derive(source, started_at)
+            self._derive(source, started_at, first_sync=first_sync)
         return results
 
     def _run_in_turn(self, source: str, streams: list[Stream], work: StreamWork) -> list[StreamResult]:
@@ -117,7 +152,7 @@ class SyncEngine:
                 result = self._skipped(source, stream, missing)
             else:
                 result = work(stream, self.progress.stream(source, stream.name))
-            if result.status != "ok":
+            if not result.completed:
                 failed.add(stream.target)
             results.append(result)
         return results
@@ -149,7 +184,7 @@ class SyncEngine:
                     stream = streams[worker.slot]
                     result = worker.result or self._worker_died(source, stream, worker.process.exitcode)
                     worker.progress.finish(result.summary)
-                    if result.status != "ok":
+                    if not result.completed:
                         failed.add(stream.target)
                     results[worker.slot] = result
         finally:
@@ -181,29 +216,40 @@ class SyncEngine:
                 )
             ).inserted_primary_key[0]
             lookups = Lookups.load(conn, source, self.settings.company)
-            in_quarantine = set(
-                conn.execute(
-                    select(quarantine.c.external_id).where(
-                        quarantine.c.source == source, quarantine.c.stream == stream.name
-                    )
-                ).scalars()
-            )
-        with self.engine.begin() as conn:
-            ensure_indexes(conn, spec.table)
-            bulk = begin_bulk_load(conn, spec.table)
-        cursor = Cursor() if full else stored
-        since = None if full else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
-        context = StreamContext(since=since, started_at=sync_started)
+        cursor, bulk = stored, False
         keeping_alive = retry.keepalive.set(partial(self._heartbeat, source, holder))
-        try:
+        try:  # from here every way out closes the run row (finally below)
+            result.released = self._release_fixed(source, stream, spec, lookups)
+            with self.engine.begin() as conn:
+                in_quarantine = set(
+                    conn.execute(
+                        select(quarantine.c.external_id).where(
+                            quarantine.c.source == source, quarantine.c.stream == stream.name
+                        )
+                    ).scalars()
+                )
+                ensure_indexes(conn, spec.table)
+                bulk = begin_bulk_load(conn, spec.table)
+            # Whether a written child row may belong to a deal deleted in an earlier run (HubSpot keeps an
+            # archived deal's engagements live). Not on a first load: every deleted deal is then this run's,
+            # and the cascade at the end of the sync covers those.
+            orphans = spec.table in DEAL_CHILDREN and not bulk
+            whole = full or stream.reads_whole
+            cursor = Cursor() if whole else stored
+            since = None if whole else lower_bound(stored, timedelta(seconds=self.settings.sync.lookback_s))
+            context = StreamContext(since=since, started_at=sync_started)
             for batch in transactions(prefetch(stream.get_pages(context)), self.settings.sync.batch_size):
                 cursor = self._write_page(
-                    source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result
+                    source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result, orphans
                 )
                 progress.advance(len(batch))
-            if full and spec.deletable:
+            if whole and spec.deletable:
                 result.deleted += self._delete_unseen(source, stream, spec, stream_started)
+            if spec.table is exchange_rates:
+                with self.engine.begin() as conn:
+                    store_rates(conn, source, RateBook.load(conn, self.settings.company))
             result.status = "ok"
+            self._judge_quarantine(result)
         except (FatalError, RetriableError) as exc:
             result.status = "failed"
             result.error = str(exc)
@@ -225,7 +271,46 @@ class SyncEngine:
                 progress.finish(result.summary)
                 level = logging.INFO if result.status == "ok" else logging.ERROR
                 log.log(level, "source=%s stream=%s %s", source, stream.name, result.summary)
+                for reason, n in result.reasons.most_common():
+                    log.warning("source=%s stream=%s quarantined=%d reason=%r", source, stream.name, n, reason)
         return result
+
+    def _has_rows(self, source: str) -> bool:
+        """Whether the source has synced deals or quotas before (amounts converted with older rates)."""
+        with self.engine.connect() as conn:
+            return any(
+                conn.execute(select(t.c.id).where(t.c.source == source).limit(1)).first() is not None
+                for t in (opportunities, quotas)
+            )
+
+    def _judge_quarantine(self, result: StreamResult) -> None:
+        """Degraded: a share of the run quarantined too large (and too many) to be a few bad records."""
+        share = self.settings.sync.max_quarantine_share
+        many = result.quarantined >= self.settings.sync.degraded_min_records
+        if many and result.quarantined > share * result.read:
+            result.status = "degraded"
+            result.error = (
+                f"quarantined {result.quarantined:,} of {result.read:,} records read "
+                f"({result.quarantined / result.read:.1%} > sync.max_quarantine_share {share:.0%}); "
+                f"top reason: {top_reasons(result.reasons, 1)}"
+            )
+
+    def _release_fixed(self, source: str, stream: Stream, spec: StreamTable, lookups: Lookups) -> int:
+        """Release quarantined records that today's reps, stages and rates make valid, a page per transaction."""
+        released = 0
+        now = self.clock()
+        for page in fixed_records(self.engine, source, stream.name, spec, lookups, now, self.settings.sync.batch_size):
+            rows = {spec.key(row): row for _, row in page}
+            with self.engine.begin() as conn:
+                upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns, spec.derived)
+                released += release_from_quarantine(conn, source, stream.name, [e for e, _ in page])
+                if spec.table in DEAL_CHILDREN:
+                    inherit_deal_deletion(conn, spec.table, [row["id"] for row in rows.values()])
+        if released:
+            log.info(
+                "source=%s stream=%s released %d record(s) from quarantine: valid today", source, stream.name, released
+            )
+        return released
 
     def _write_page(
         self,
@@ -239,6 +324,7 @@ class SyncEngine:
         holder: str,
         sync_started: datetime,
         result: StreamResult,
+        orphans: bool = False,
     ) -> Cursor:
         now = self.clock()
         rows: dict[Any, dict[str, Any]] = {}
@@ -258,6 +344,7 @@ class SyncEngine:
                 try:
                     row = to_row(spec, item, lookups, now)
                 except Unusable as exc:
+                    # The normalized record, not the CRM's payload: it is checked again at each run's start.
                     rejected.append(Rejected(item.external_id, item.model_dump(mode="json"), exc.message, value))
                     continue
                 # One statement must not touch a row twice (PostgreSQL refuses): keep the last version.
@@ -271,10 +358,19 @@ class SyncEngine:
         with self.engine.begin() as conn:
             upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns, spec.derived)
             quarantine_records(conn, source, stream.name, rejected, now)
+            mark_stale(conn, spec, source, stream.name, [r.external_id for r in rejected])
             back = in_quarantine.intersection(valid_ids)
             release_from_quarantine(conn, source, stream.name, back)
             if spec.deletable:
                 result.deleted += mark_deleted(conn, spec.table, deletions, now)
+            gone = [i.external_id for i in page if isinstance(i, Deleted)]
+            if gone:  # a record deleted in the CRM is no longer a problem to fix
+                release_from_quarantine(conn, source, stream.name, gone)
+                in_quarantine.difference_update(gone)
+            if spec.table is opportunities:
+                cascade_deletions(conn, deletions, now)
+            elif orphans and rows:
+                inherit_deal_deletion(conn, spec.table, [row["id"] for row in rows.values()])
             cursor = advance(cursor, seen, sync_started)
             save_cursor(conn, source, stream.name, cursor.to_json(), now)
             heartbeat(conn, source, holder, self.clock)
@@ -282,6 +378,7 @@ class SyncEngine:
         in_quarantine.update(r.external_id for r in rejected)
         result.written += len(rows)
         result.quarantined += len(rejected)
+        result.reasons.update(reason_group(r.reason) for r in rejected)
         return cursor
 
     def _heartbeat(self, source: str, holder: str) -> None:
@@ -308,7 +405,10 @@ class SyncEngine:
             conditions.append(table.c[column].in_(values))
         now = self.clock()
         with self.engine.begin() as conn:
-            return conn.execute(update(table).where(and_(*conditions)).values(deleted_at=now)).rowcount or 0
+            gone = conn.execute(update(table).where(and_(*conditions)).values(deleted_at=now, synced_at=now)).rowcount
+            if table is opportunities and gone:
+                cascade_from_deals(conn, source, now, now)
+            return gone or 0
 
     def _skipped(self, source: str, stream: Stream, missing: set[str]) -> StreamResult:
         reason = f"skipped: {', '.join(sorted(missing))} failed in this run"
@@ -372,9 +472,15 @@ class SyncEngine:
             )
 
     # -- derived columns -------------------------------------------------------------
-    def _derive(self, source: str, since: datetime) -> None:
-        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row (the rule queries need them fast)."""
+    def _derive(self, source: str, since: datetime, *, first_sync: bool) -> None:
+        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row (the rule queries need them fast);
+        re-convert amounts if a rate changed; delete children of deals deleted while their streams ran."""
         with self.engine.begin() as conn:
+            cascade_from_deals(conn, source, since, self.clock())
+            book = RateBook.load(conn, self.settings.company)
+            changed = reconvert(conn, source, book, self.clock(), all_new=first_sync)
+            if changed:
+                log.info("source=%s re-converted %d amount(s): the exchange rates changed", source, changed)
             _derive_stage_entered(conn, source)
             _derive_last_activity(conn, source, since)
             apply_file_precedence(conn)

@@ -27,7 +27,7 @@ from models.errors import ConfigError
 from models.records import MAX_AMOUNT
 from models.settings import CompanySettings
 from models.tables import quotas, reps
-from sync.currency import to_reporting
+from sync.currency import RateBook
 
 REQUIRED = ("period_start", "period_end", "amount", "currency")
 
@@ -55,8 +55,14 @@ class QuotaFileError(ConfigError):
         self.problems = problems
 
 
-def parse_quota_file(path: Path, rep_index: dict[str, str], company: CompanySettings) -> list[QuotaLine]:
-    """Validate every line; ``rep_index`` maps lower-case email, CRM id and warehouse id to warehouse id."""
+def parse_quota_file(
+    path: Path, rep_index: dict[str, str], company: CompanySettings, rates: RateBook | None = None
+) -> list[QuotaLine]:
+    """Validate every line; ``rep_index`` maps lower-case email, CRM id and warehouse id to warehouse id.
+
+    ``rates``: the warehouse's exchange rates (the CRMs' and settings'); settings alone when None.
+    """
+    rates = rates or RateBook(company)
     problems: list[tuple[int, str]] = []
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
@@ -81,7 +87,7 @@ def parse_quota_file(path: Path, rep_index: dict[str, str], company: CompanySett
             row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
             if not any(row.values()):
                 continue
-            parsed = _parse_row(row, rep_column, number, rep_index, company, problems)
+            parsed = _parse_row(row, rep_column, number, rep_index, rates, problems)
             if parsed is not None:
                 lines.append(parsed)
     problems.extend(_overlaps(lines))
@@ -96,7 +102,7 @@ def _parse_row(
     rep_column: str,
     number: int,
     rep_index: dict[str, str],
-    company: CompanySettings,
+    rates: RateBook,
     problems: list[tuple[int, str]],
 ) -> QuotaLine | None:
     before = len(problems)
@@ -120,12 +126,12 @@ def _parse_row(
     except InvalidOperation:
         problems.append((number, f"amount {row.get('amount', '')!r} is not a number (use digits and a '.')"))
     currency = row.get("currency", "").upper()
-    if currency != company.reporting_currency and currency not in company.fx_rates:
+    if not rates.has(currency):
         problems.append(
             (
                 number,
-                f"currency {currency!r} has no rate in [company.fx_rates] (reporting currency is "
-                f"{company.reporting_currency})",
+                f"currency {currency!r} has no rate in [company.fx_rates] nor in any synced CRM (reporting "
+                f"currency is {rates.company.reporting_currency})",
             )
         )
     if len(problems) > before:
@@ -193,7 +199,8 @@ def rep_index(conn: Connection) -> dict[str, str]:
 
 def load_quota_file(conn: Connection, path: Path, company: CompanySettings, now: datetime) -> int:
     """Replace the file quotas with the file's content, in the caller's transaction."""
-    lines = parse_quota_file(path, rep_index(conn), company)
+    rates = RateBook.load(conn, company)
+    lines = parse_quota_file(path, rep_index(conn), company, rates)
     conn.execute(delete(quotas).where(quotas.c.source == "file"))
     if lines:
         conn.execute(
@@ -207,7 +214,7 @@ def load_quota_file(conn: Connection, path: Path, company: CompanySettings, now:
                     "period_end": q.period_end,
                     "amount": q.amount,
                     "currency": q.currency,
-                    "amount_reporting": to_reporting(q.amount, q.currency, company),
+                    "amount_reporting": rates.convert(q.amount, q.currency, None, q.period_start),
                     "synced_at": now,
                 }
                 for q in lines

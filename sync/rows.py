@@ -17,12 +17,22 @@ from sqlalchemy import Connection, Table, select
 
 from models.errors import SkippableError
 from models.records import (
+    ActivityRecord,
+    CloseDateChangeRecord,
+    ExchangeRateRecord,
+    LeadRecord,
+    OpportunityRecord,
+    QuotaRecord,
     Record,
+    RepRecord,
+    StageChangeRecord,
+    StageRecord,
 )
 from models.settings import CompanySettings
 from models.tables import (
     activities,
     close_date_changes,
+    exchange_rates,
     leads,
     opportunities,
     quotas,
@@ -30,7 +40,7 @@ from models.tables import (
     stage_changes,
     stages,
 )
-from sync.currency import to_reporting
+from sync.currency import RateBook
 
 
 class Unusable(SkippableError):
@@ -52,6 +62,11 @@ class Lookups:
     company: CompanySettings
     rep_ids: set[str] = field(default_factory=set)
     stages: dict[str, StageInfo] = field(default_factory=dict)
+    rates: RateBook | None = None
+
+    def __post_init__(self) -> None:
+        if self.rates is None:
+            self.rates = RateBook(self.company)
 
     @classmethod
     def load(cls, conn: Connection, source: str, company: CompanySettings) -> Lookups:
@@ -65,7 +80,7 @@ class Lookups:
                 )
             )
         }
-        return cls(source, company, rep_ids, stage_map)
+        return cls(source, company, rep_ids, stage_map, RateBook.load(conn, company))
 
 
 @dataclass(frozen=True)
@@ -73,12 +88,18 @@ class StreamTable:
     """How one stream's records land in one table."""
 
     table: Table
+    record_model: type[Record]  # what a quarantined record's stored payload is read back as
     refs: tuple[str, ...] = ()  # record fields holding CRM ids of other records
     conflict: tuple[str, ...] = ("id",)
     has_updated_at: bool = True
     deletable: bool = True
     # Columns salespulse keeps itself (a file's override, a precedence flag): the sync never writes them.
     derived: tuple[str, ...] = ()
+
+    @property
+    def can_be_stale(self) -> bool:
+        """Whether the table marks a row whose newer CRM version is in quarantine."""
+        return "quarantine_id" in self.table.c
 
     @property
     def key(self) -> Callable[[dict[str, Any]], Any]:
@@ -92,17 +113,19 @@ class StreamTable:
 
 
 STREAM_TABLES: dict[str, StreamTable] = {
-    "reps": StreamTable(reps, refs=("team_id", "manager_id"), derived=("hired_on", "hired_on_file")),
-    "stages": StreamTable(stages, deletable=False),
-    "leads": StreamTable(leads, refs=("owner_id", "converted_opportunity_id")),
-    "opportunities": StreamTable(opportunities, refs=("owner_id", "lead_id")),
-    "stage_changes": StreamTable(stage_changes, refs=("opportunity_id",), has_updated_at=False, deletable=False),
+    "exchange_rates": StreamTable(exchange_rates, ExchangeRateRecord),
+    "reps": StreamTable(reps, RepRecord, refs=("team_id", "manager_id"), derived=("hired_on", "hired_on_file")),
+    "stages": StreamTable(stages, StageRecord, deletable=False),
+    "leads": StreamTable(leads, LeadRecord, refs=("owner_id", "converted_opportunity_id")),
+    "opportunities": StreamTable(opportunities, OpportunityRecord, refs=("owner_id", "lead_id")),
+    "stage_changes": StreamTable(stage_changes, StageChangeRecord, refs=("opportunity_id",), has_updated_at=False),
     "close_date_changes": StreamTable(
-        close_date_changes, refs=("opportunity_id",), has_updated_at=False, deletable=False
+        close_date_changes, CloseDateChangeRecord, refs=("opportunity_id",), has_updated_at=False
     ),
-    "activities": StreamTable(activities, refs=("rep_id", "opportunity_id", "lead_id")),
+    "activities": StreamTable(activities, ActivityRecord, refs=("rep_id", "opportunity_id", "lead_id")),
     "quotas": StreamTable(
         quotas,
+        QuotaRecord,
         refs=("rep_id",),
         conflict=("source", "rep_id", "period_start", "period_end"),
         has_updated_at=False,
@@ -132,6 +155,8 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
     row["synced_at"] = now
     if spec.deletable:
         row["deleted_at"] = None
+    if spec.can_be_stale:
+        row["quarantine_id"] = None  # a valid version: the row is current again
     for ref in spec.refs:
         if row[ref] is not None:
             row[ref] = warehouse_id(source, row[ref])
@@ -149,7 +174,9 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
                 f"quota owner {record.rep_id} is not a known {source} rep, so the quota has no one to measure; "
                 f"assign the quota to an active user in {source} (or check that the reps stream synced)"
             )
-        row["amount_reporting"] = _reporting(row["amount"], row["currency"], lookups)
+        row["amount_reporting"] = _reporting(row["amount"], row["currency"], row["period_start"], lookups)
+    elif spec.table is exchange_rates:
+        row["rate"] = None  # filled in reporting units once the whole stream is in (it may go through another row)
     return row
 
 
@@ -168,11 +195,13 @@ def _opportunity(row: dict[str, Any], lookups: Lookups) -> None:
     row["stage_id"] = stage.id
     if row["probability"] is None:
         row["probability"] = stage.probability
-    row["amount_reporting"] = _reporting(row["amount"], row["currency"], lookups)
+    row["amount_reporting"] = _reporting(row["amount"], row["currency"], row["close_date"], lookups)
 
 
-def _reporting(amount: Any, currency: str, lookups: Lookups) -> Any:
+def _reporting(amount: Any, currency: str, day: Any, lookups: Lookups) -> Any:
+    """A dated rate applies by the record's date (a deal's close date, a quota's first day)."""
+    assert lookups.rates is not None
     try:
-        return to_reporting(amount, currency, lookups.company)
+        return lookups.rates.convert(amount, currency, lookups.source, day)
     except SkippableError as exc:
         raise Unusable(exc.message) from None

@@ -1,7 +1,7 @@
 """comment every column; file quotas win over the CRM's; reps' hire dates
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01 22:45:19
 
 Comments are what an analyst reads in ``\\d+``; SQLite keeps none, so there they are skipped.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -106,7 +106,7 @@ COMMENTS = [
     ('notifications', 'sent_at', 'when Slack said ok; null until then', None),
     ('notifications', 'slack_channel_id', 'channel id Slack answered with', None),
     ('notifications', 'last_error', 'reason of the latest failed send', None),
-    ('sync_runs', 'status', 'running | ok | failed | interrupted | skipped', 'running | ok | failed'),
+    ('sync_runs', 'status', 'running | ok | degraded | failed | interrupted | skipped', 'running | ok | failed'),
     ('sync_runs', 'error', 'one-line reason when status is not ok', 'one-line reason when status is failed'),
 ]
 IS_EFFECTIVE = (

@@ -63,8 +63,11 @@ CHECKS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
         "SELECT opportunity_id, from_stage, to_stage, changed_at FROM stage_changes WHERE source = :crm",
         ("ref", str, str, _instant),
     ),
+    # An activity of a deleted deal is deleted too (Salesforce does it; the sync does it for HubSpot).
     "activities": (
-        "SELECT id, type, owner_id, deal_id, occurred_at, deleted_at IS NOT NULL FROM activities WHERE crm = :crm",
+        "SELECT a.id, a.type, a.owner_id, a.deal_id, a.occurred_at, a.deleted_at IS NOT NULL OR EXISTS "
+        "(SELECT 1 FROM deals d WHERE d.crm = a.crm AND d.id = a.deal_id AND d.deleted_at IS NOT NULL)"
+        " FROM activities a WHERE a.crm = :crm",
         "SELECT external_id, type, rep_id, opportunity_id, occurred_at, deleted_at IS NOT NULL"
         " FROM activities WHERE source = :crm",
         (str, str, "ref", "ref", _instant, bool),
