@@ -5,7 +5,8 @@
 - :class:`TransientError` (retriable): 5xx, timeouts, dropped connections, truncated
   answers: retry with exponential back-off and jitter, a bounded number of times.
 - :class:`StreamFailed` (fatal): this stream cannot go on (a query the CRM refuses, retries
-  exhausted); its cursor stays where the last committed page left it.
+  exhausted); its cursor stays where the last committed page left it. :class:`Forbidden`,
+  a refused scope, is one.
 
 Bad records are not exceptions: a stream yields them as ``Rejected`` items.
 """
@@ -31,3 +32,8 @@ class TransientError(RetriableError):
 
 class StreamFailed(FatalError):
     """The stream stops; the engine keeps its cursor and reports the reason."""
+
+
+class Forbidden(StreamFailed):
+    """The CRM refuses our credentials this object (a missing scope or permission): asking again will
+    not help, and a stream whose object is optional (exchange rates) may go on without it."""

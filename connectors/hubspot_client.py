@@ -27,7 +27,7 @@ from hubspot.crm.owners.exceptions import ApiException as OwnersApiException
 from hubspot.crm.pipelines.exceptions import ApiException as PipelinesApiException
 
 from connectors import retry
-from connectors.errors import AuthError, RateLimited, StreamFailed, TransientError
+from connectors.errors import AuthError, Forbidden, RateLimited, StreamFailed, TransientError
 from models.errors import ConfigError
 from models.settings import HubSpotSettings
 
@@ -225,7 +225,7 @@ def _translate(exc: Any, what: str) -> Exception:
         return TransientError(f"HubSpot answered {status or 'nothing usable'}: {message[:120]}", request=what)
     label = f"{status} {category}" if category else str(status)
     if status == 403:
-        return StreamFailed(
+        return Forbidden(
             f"HubSpot refused {what} ({label}): {message}; give the private app the read scope this object needs "
             "(crm.objects.*.read, crm.objects.owners.read) in HubSpot's private app settings"
         )

@@ -9,7 +9,9 @@ endpoints (:meth:`HubSpotClient.exchange_rates_page` uses its raw call).
 
 A private app without the scope for them gets 403: the stream then yields nothing and
 says so, and deals in other currencies need ``[company.fx_rates]`` (they are quarantined
-with that advice, and a run that quarantines many is reported degraded).
+with that advice, and a run that quarantines many is reported degraded). Any other failure
+(HubSpot down, rate-limited past the retries) fails the stream: read whole, an empty read
+would mark every stored rate deleted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import Item, Stream, StreamContext
-from connectors.errors import StreamFailed
+from connectors.errors import Forbidden
 from connectors.hubspot_client import HubSpotClient
 from connectors.hubspot_values import instant
 from models.records import ExchangeRateRecord
@@ -49,7 +51,7 @@ class ExchangeRatesStream(Stream):
                 raws.extend(page)
                 if after is None:
                     break
-        except StreamFailed as exc:
+        except Forbidden as exc:  # not an outage: that fails the stream, which keeps the stored rates
             log.warning(
                 "HubSpot exchange rates not readable (%s); deals in currencies other than the company's "
                 "need [company.fx_rates]",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from connectors.base import Rejected
+from connectors.errors import StreamFailed
 from connectors.hubspot_client import HubSpotClient
 from models.records import ExchangeRateRecord
 from sandbox.httpbase import Request, Response
@@ -96,3 +97,25 @@ def test_a_record_without_a_readable_stamp_is_quarantined_and_the_stream_goes_on
     assert isinstance(bad, Rejected)
     assert "incremental order" in bad.reason
     assert "'yesterday'" in bad.reason
+
+
+@pytest.mark.parametrize(
+    ("status", "fails"),
+    [
+        (403, False),  # a token without the currencies scope: no rates, deals need [company.fx_rates]
+        (503, True),  # HubSpot down: the stream fails and keeps the stored rates
+        (429, True),  # rate-limited past the retries: the same
+    ],
+)
+def test_only_a_refused_scope_reads_no_rates_an_outage_fails_the_stream(
+    fake: FakeHubSpot, status: int, fails: bool
+) -> None:
+    """An empty read would mark every stored rate deleted (the stream is read whole)."""
+    fake.faults.arm("server_error", status=status, path="/settings/v3/currencies/exchange-rates", times=10)
+    stream = stream_named(connector(fake, policy(retries=1)), "exchange_rates")
+
+    if fails:
+        with pytest.raises(StreamFailed, match="exchange rates"):
+            read(stream)
+    else:
+        assert read(stream) == []
