@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from connectors.base import Deleted, Item, Rejected, Stream, StreamContext
-from connectors.errors import AuthError, RateLimited, StreamFailed, TransientError
+from connectors.errors import AuthError, Forbidden, RateLimited, StreamFailed, TransientError
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot_client import HubSpotClient, _translate
 from connectors.hubspot_history import CloseDateChangesStream, StageChangesStream
@@ -752,7 +752,7 @@ class _ApiError:
         (_ApiError(429, {"policyName": "SECONDLY"}), RateLimited, 1.0),
         (_ApiError(429, {"policyName": "DAILY"}, {"Retry-After": "3"}), StreamFailed, None),
         (_ApiError(401, {"category": "INVALID_AUTHENTICATION"}), AuthError, None),
-        (_ApiError(403, {"category": "MISSING_SCOPES", "message": "needs crm.objects.deals.read"}), StreamFailed, None),
+        (_ApiError(403, {"category": "MISSING_SCOPES", "message": "needs crm.objects.deals.read"}), Forbidden, None),
         (_ApiError(404), StreamFailed, None),
         (_ApiError(500), TransientError, None),
         (_ApiError(504), TransientError, None),
