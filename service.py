@@ -151,7 +151,32 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
             print(f"      error  {s.last_error}")
     print("\noutbox")
     print("  " + (", ".join(f"{k} {v:,}" for k, v in sorted(st.outbox.items())) or "(empty)"))
+    _print_daemons(st)
     return 0
+
+
+def _print_daemons(st) -> None:
+    print("\ndaemons")
+    if st.leader:
+        print(f"  leader lease: {st.leader[0]} (expires {st.leader[1]:%Y-%m-%d %H:%M:%S}Z)")
+    if not st.daemons:
+        print("  (no daemon has run against this warehouse)")
+    for d in st.daemons[:5]:
+        print(f"  {d.holder}  {d.role}, started {d.started_at:%Y-%m-%d %H:%M:%S}Z, last seen {d.seen_at:%H:%M:%S}Z")
+        for name, files in d.state.get("files", {}).items():
+            if files["problems"]:
+                kept = (
+                    f"the version loaded at {files['loaded_at']} ({files['summary']})" if files["loaded_at"] else "none"
+                )
+                print(f"    {name}: newest change REFUSED at {files['refused_at']}; running {kept}")
+                for problem in files["problems"]:
+                    print(f"      {problem}")
+            else:
+                print(f"    {name}: {files['summary']} (loaded {files['loaded_at']})")
+        for job, j in sorted(d.state.get("jobs", {}).items()):
+            line = f"    {job:<32} last {j.get('last_run_at', 'never')} {j.get('status', '-')}"
+            line += f", next {j['next_run_at']}" if j.get("next_run_at") and d.role == "leader" else ""
+            print(line + (f"\n      error {j['error']}" if j.get("error") else ""))
 
 
 def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
@@ -215,6 +240,24 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {len(failures)} stream(s) did not complete: " + " | ".join(failures), file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.registry import enabled_sources
+    from daemon.runner import Daemon
+    from daemon.watch import Watched
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from models.logs import configure_logging
+
+    configure_logging(settings.log.level, settings.secret_values(), style="readable" if sys.stderr.isatty() else "json")
+    if settings.log.level != "DEBUG":
+        logging.getLogger("salespulse.sync").setLevel(logging.WARNING)  # the job's line carries the totals
+    daemon = Daemon(open_warehouse(settings.database.url), settings, enabled_sources(settings), utc_now)
+    if settings.quotas.path is not None:
+        # Not required at start: the reps it names may arrive with the first sync.
+        daemon.watch(Watched("quota file", [settings.quotas.path], daemon.jobs.load_quotas), required=False)
+    return daemon.run()
 
 
 def _start_sandbox(scale: str, seed: int, workdir: Path):
@@ -291,7 +334,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "demo": cmd_demo,
     "sync": cmd_sync,
     "check": _not_built("check"),
-    "run": _not_built("run"),
+    "run": cmd_run,
     "sandbox": cmd_sandbox,
     "status": cmd_status,
     "rules": _not_built("rules"),

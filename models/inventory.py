@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from models.database import head_revision, schema_version
-from models.tables import metadata, notifications, quarantine, sync_runs, sync_state
+from models.tables import daemon_instances, daemon_leases, metadata, notifications, quarantine, sync_runs, sync_state
 
 
 @dataclass
@@ -24,12 +25,23 @@ class StreamStatus:
 
 
 @dataclass
+class DaemonStatus:
+    holder: str
+    role: str
+    started_at: datetime
+    seen_at: datetime
+    state: dict
+
+
+@dataclass
 class WarehouseStatus:
     schema_version: str | None
     head_version: str
     row_counts: dict[str, int]
     streams: list[StreamStatus] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
+    daemons: list[DaemonStatus] = field(default_factory=list)
+    leader: tuple[str, datetime] | None = None  # holder of the scheduler lease and its expiry
 
 
 def warehouse_status(engine: Engine) -> WarehouseStatus:
@@ -61,10 +73,35 @@ def warehouse_status(engine: Engine) -> WarehouseStatus:
         ):
             streams.setdefault((source, stream), StreamStatus(source, stream)).quarantined = n
         outbox = dict(conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all())
+        daemons = [
+            DaemonStatus(row.holder, row.role, row.started_at, row.seen_at, json.loads(row.state))
+            for row in conn.execute(select(daemon_instances).order_by(daemon_instances.c.seen_at.desc()))
+        ]
+        lease = conn.execute(select(daemon_leases.c.holder, daemon_leases.c.expires_at)).first()
     return WarehouseStatus(
         schema_version=schema_version(engine),
         head_version=head_revision(),
         row_counts=counts,
         streams=[streams[k] for k in sorted(streams)],
         outbox=outbox,
+        daemons=daemons,
+        leader=(lease[0], lease[1]) if lease else None,
     )
+
+
+def last_successful_syncs(conn: Connection) -> dict[tuple[str, str], datetime]:
+    """When each (source, stream) last finished a sync run without error."""
+    rows = conn.execute(
+        select(sync_runs.c.source, sync_runs.c.stream, func.max(sync_runs.c.finished_at))
+        .where(sync_runs.c.status == "ok")
+        .group_by(sync_runs.c.source, sync_runs.c.stream)
+    )
+    return {(source, stream): finished for source, stream, finished in rows if finished is not None}
+
+
+def source_synced_at(conn: Connection) -> dict[str, datetime]:
+    """How fresh each source's data is: the oldest of its streams' last successful runs."""
+    fresh: dict[str, datetime] = {}
+    for (source, _stream), finished in last_successful_syncs(conn).items():
+        fresh[source] = min(finished, fresh.get(source, finished))
+    return fresh

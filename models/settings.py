@@ -15,6 +15,7 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,22 @@ from models.errors import ConfigError
 ENV_PREFIX = "SALESPULSE_"
 CONFIG_ENV = "SALESPULSE_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "settings.toml"
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> Any:
+    """'90s', '15m', '2h', '1d', '1w' (or a number of seconds) as a timedelta; other input is left to pydantic."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is None:
+            raise ValueError("expected a duration such as '90s', '15m', '2h', '1d' or '1w'")
+        return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+    return value
 
 
 def _split_list(value: Any) -> Any:
@@ -117,7 +134,7 @@ class SlackSettings(_Section):
 
 
 class SyncSettings(_Section):
-    interval_minutes: int = Field(15, ge=1)
+    interval_minutes: float = Field(15, gt=0)
     lookback_s: int = Field(300, ge=0)
     batch_size: int = Field(5_000, ge=1, le=100_000)
     workers: int = Field(2, ge=1, le=16)
@@ -129,6 +146,9 @@ class SyncSettings(_Section):
 
 class RulesSettings(_Section):
     paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules/default.toml")])
+    max_data_age: timedelta = timedelta(hours=1)
+
+    _age = field_validator("max_data_age", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
 
     _split = field_validator("paths", mode="before")(classmethod(lambda cls, v: _split_list(v)))
 
@@ -176,6 +196,19 @@ class QuotaSettings(_Section):
     path: Path | None = None
 
 
+class ServiceSettings(_Section):
+    """The daemon (``run``)."""
+
+    http_port: int | None = Field(None, ge=1, le=65535)
+    stop_timeout_s: float = Field(30.0, gt=0)
+    lease_s: float = Field(20.0, ge=1)
+    reload_poll_s: float = Field(5.0, gt=0)
+    misfire_grace_s: int = Field(300, ge=1)
+    outbox_interval_s: float = Field(30.0, gt=0)
+    digest_schedule: str = "0 8 * * 1"
+    health_max_sync_age_minutes: float | None = Field(None, gt=0)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -198,6 +231,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     company: CompanySettings = Field(default_factory=CompanySettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

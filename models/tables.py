@@ -333,5 +333,27 @@ silences = Table(
     comment="Mutes alerts of a rule (and subject) until ends_at.",
 )
 
+daemon_leases = Table(
+    "daemon_leases",
+    metadata,
+    Column("name", String(40), primary_key=True, comment="what the lease grants: 'scheduler' = run the jobs"),
+    Column("holder", String(200), nullable=False, comment="host:pid of the daemon holding it"),
+    Column("acquired_at", UTCDateTime(), nullable=False, comment="when the holder took the lease"),
+    Column("renewed_at", UTCDateTime(), nullable=False, comment="the holder's last renewal"),
+    Column("expires_at", UTCDateTime(), nullable=False, comment="another daemon may take the lease after this"),
+    comment="One leader among daemons sharing a warehouse: the holder of an unexpired lease runs the jobs.",
+)
+
+daemon_instances = Table(
+    "daemon_instances",
+    metadata,
+    Column("holder", String(200), primary_key=True, comment="host:pid of the daemon"),
+    Column("started_at", UTCDateTime(), nullable=False, comment="when the daemon started"),
+    Column("seen_at", UTCDateTime(), nullable=False, comment="the daemon's last heartbeat"),
+    Column("role", String(10), nullable=False, comment="leader | standby | stopped"),
+    Column("state", Text, nullable=False, comment="JSON: watched files, refused changes (file:line), jobs"),
+    comment="Each running daemon's own account of itself, for `status` (rows of stopped daemons stay).",
+)
+
 # Tables with CRM data, in the order a full sync fills them.
 CRM_TABLES = (reps, stages, leads, opportunities, stage_changes, close_date_changes, activities, quotas)
