@@ -15,7 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DAY_ALIASES = {name: number for number, name in enumerate(_DAY_NAMES)}
-_TOKEN = re.compile(r"(?P<range>\*|[0-7a-z]{1,3}(?:-[0-7a-z]{1,3})?)(?:/(?P<step>\d+))?")
+_TOKEN = re.compile(r"(?P<range>\*|[0-9a-z]{1,3}(?:-[0-9a-z]{1,3})?)(?:/(?P<step>\d+))?")
 
 
 class CronError(ValueError):
