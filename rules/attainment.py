@@ -12,11 +12,7 @@ As of an instant T (``now``), from what the warehouse keeps:
   state was overwritten);
 - a deal's close instant: when it entered its closed stage (``stage_entered_at``), else
   ``closed_at`` (Salesforce gives none, HubSpot the day at midnight);
-- open at T: created at or before T and not closed at T (open now, or closed after T);
-- a deal's stage at T: its current stage if it entered it at or before T, else the ``to_stage``
-  of its last stage change at or before T (else the ``from_stage`` of its first change after T);
-- its close date at T: the current one if the deal was not modified after T, else the
-  ``old_date`` of its first close-date change after T;
+- open at T, a deal's stage and close date at T: :func:`rules.asof.open_deals_at`;
 - amounts are today's ``amount_reporting`` (past amounts and past owners are not kept).
 
 Open pipeline of a period: deals open at T whose close date at T lies in the period.
@@ -48,17 +44,19 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from scipy.stats import norm
-from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select, true
+from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from models.tables import close_date_changes, opportunities, quotas, reps, stage_changes, stages
+from models.tables import opportunities, quotas, reps, stage_changes
+from rules.asof import alive_at, open_deals_at
 from rules.model import Scope, Warehouse
 from rules.periods import Period, local_day
+from rules.scoping import pipeline_condition, rep_condition, source_condition
 
 Z80 = float(norm.ppf(0.9))  # two-sided 80 % interval of a normal
 
@@ -139,46 +137,22 @@ class Standings:
     teams: dict[str, tuple[str, Measure]]  # team id -> (team name, measure)
 
 
-# -- scope ---------------------------------------------------------------------------------------
-def rep_in_scope(rep: RepInfo, scope: Scope) -> bool:
-    """Teams, reps (name or e-mail) and sources of a Scope, matched case-insensitively."""
-
-    def hit(values: Sequence[str], *names: str | None) -> bool:
-        wanted = {v.casefold() for v in values}
-        return any(n is not None and n.casefold() in wanted for n in names)
-
-    if scope.sources and rep.source not in scope.sources:
-        return False
-    if scope.teams and not hit(scope.teams, rep.team):
-        return False
-    if scope.exclude_teams and hit(scope.exclude_teams, rep.team):
-        return False
-    if scope.reps and not hit(scope.reps, rep.name, rep.email):
-        return False
-    return not (scope.exclude_reps and hit(scope.exclude_reps, rep.name, rep.email))
-
-
-def pipeline_condition(scope: Scope) -> ColumnElement[bool]:
-    """The scope's pipelines as a condition on ``opportunities``."""
-    o = opportunities.c
-    conds: list[ColumnElement[bool]] = []
-    if scope.pipelines:
-        conds.append(o.pipeline.in_(scope.pipelines))
-    if scope.exclude_pipelines:
-        conds.append(o.pipeline.not_in(scope.exclude_pipelines))
-    return and_(true(), *conds)
-
-
+# -- reps in scope -------------------------------------------------------------------------------
 def load_reps(warehouse: Warehouse, scope: Scope) -> list[RepInfo]:
     """Active, not deleted reps in scope."""
     r = reps.c
     rows = warehouse.conn.execute(
         select(r.id, r.name, r.email, r.team_id, r.team, r.source, r.hired_on).where(
-            r.deleted_at.is_(None), r.is_active.is_(True)
+            r.deleted_at.is_(None), r.is_active.is_(True), rep_condition(scope, reps)
         )
     )
-    found = [RepInfo(*row) for row in rows]
-    return [rep for rep in found if rep_in_scope(rep, scope)]
+    return [RepInfo(*row) for row in rows]
+
+
+def deal_scope(scope: Scope) -> ColumnElement[bool]:
+    """The scope's pipelines and sources on ``opportunities`` (owners are narrowed through the reps)."""
+    o = opportunities.c
+    return and_(pipeline_condition(scope, o.pipeline), source_condition(scope, o.source))
 
 
 # -- the aggregates -------------------------------------------------------------------------------
@@ -227,9 +201,9 @@ def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope
             o.close_date >= period.start,
             o.close_date <= min(period.end, today),
             o.is_won.is_(True),
-            o.deleted_at.is_(None),
+            alive_at(opportunities, now),
             or_(moment.is_(None), moment <= now),
-            pipeline_condition(scope),
+            deal_scope(scope),
         )
         .group_by(o.owner_id)
     )
@@ -262,7 +236,7 @@ def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) 
     moment = closed_moment()
     closed_in_window = and_(
         o.is_closed.is_(True),
-        o.deleted_at.is_(None),
+        alive_at(opportunities, now),
         o.close_date > today - timedelta(days=days),
         o.close_date <= today,
         or_(moment.is_(None), moment <= now),
@@ -289,56 +263,10 @@ def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) 
 def open_pipeline_by_rep(
     warehouse: Warehouse, period: Period, now: datetime, scope: Scope, rates: WinRates
 ) -> dict[str, OpenPipeline]:
-    """Open deals at ``now`` whose close date at ``now`` lies in the period (not overdue ones of earlier periods)."""
-    o, sc, cd = opportunities.c, stage_changes.alias("sc"), close_date_changes.alias("cd")
-    last_before = (
-        select(sc.c.to_stage)
-        .where(sc.c.opportunity_id == o.id, sc.c.changed_at <= now)
-        .order_by(sc.c.changed_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    first_after = (
-        select(sc.c.from_stage)
-        .where(sc.c.opportunity_id == o.id, sc.c.changed_at > now)
-        .order_by(sc.c.changed_at)
-        .limit(1)
-        .scalar_subquery()
-    )
-    stage_at = case(
-        (or_(o.stage_entered_at.is_(None), o.stage_entered_at <= now), o.stage),
-        else_=func.coalesce(last_before, first_after, o.stage),
-    )
-    old_close = (
-        select(cd.c.old_date)
-        .where(cd.c.opportunity_id == o.id, cd.c.changed_at > now)
-        .order_by(cd.c.changed_at)
-        .limit(1)
-        .scalar_subquery()
-    )
-    close_at = case(
-        (or_(o.updated_at.is_(None), o.updated_at <= now), o.close_date),
-        else_=func.coalesce(old_close, o.close_date),
-    )
-    amount = cast(o.amount_reporting, Float)
-    deals = (
-        select(
-            o.owner_id.label("owner_id"),
-            o.source.label("source"),
-            o.pipeline.label("pipeline"),
-            stage_at.label("stage"),
-            close_at.label("close_date"),
-            amount.label("amount"),
-        )
-        .where(
-            o.deleted_at.is_(None),
-            o.created_at <= now,
-            or_(o.is_closed.is_(False), closed_moment() > now),
-            pipeline_condition(scope),
-        )
-        .subquery()
-    )
+    """Deals open at ``now`` (:func:`rules.asof.open_deals_at`) whose close date then lies in the period."""
+    deals = open_deals_at(now)
     d = deals.c
+    amount = cast(d.amount_reporting, Float)
     rows = warehouse.conn.execute(
         select(
             d.owner_id,
@@ -346,30 +274,22 @@ def open_pipeline_by_rep(
             d.pipeline,
             d.stage,
             func.count(),
-            func.coalesce(func.sum(d.amount), 0.0),
-            func.coalesce(func.sum(d.amount * d.amount), 0.0),
+            func.coalesce(func.sum(amount), 0.0),
+            func.coalesce(func.sum(amount * amount), 0.0),
         )
-        .where(d.close_date >= period.start, d.close_date <= period.end)
+        .where(
+            d.close_date >= period.start,
+            d.close_date <= period.end,
+            pipeline_condition(scope, d.pipeline),
+            source_condition(scope, d.source),
+        )
         .group_by(d.owner_id, d.source, d.pipeline, d.stage)
     )
-    closed_stages = _closed_stages(warehouse)
     out: dict[str, OpenPipeline] = defaultdict(OpenPipeline)
     for owner, source, pipeline, stage, n, total, squares in rows:
-        if (source, pipeline, stage) in closed_stages:
-            continue  # closed at T by its stage history although open by its flags: not pipeline
         p = rates.rate(source, pipeline, stage)
         out[owner].add(OpenPipeline(int(n), float(total), float(total) * p, float(squares) * p * (1 - p)))
     return dict(out)
-
-
-def _closed_stages(warehouse: Warehouse) -> set[tuple[str, str, str]]:
-    s = stages.c
-    return {
-        (src, pipeline, api)
-        for src, pipeline, api in warehouse.conn.execute(
-            select(s.source, s.pipeline, s.api_name).where(s.is_closed.is_(True))
-        )
-    }
 
 
 # -- putting it together --------------------------------------------------------------------------
