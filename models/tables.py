@@ -283,29 +283,49 @@ alerts = Table(
     Column("fingerprint", String(64), nullable=False, comment="hash of rule id + subject"),
     Column("rule_id", String(100), nullable=False),
     Column("subject", String(200), nullable=False, comment="what the alert is about (rep, stage, team...)"),
-    Column("state", String(10), nullable=False, comment="firing | resolved"),
+    Column("state", String(10), nullable=False, comment="pending | firing | resolved"),
     Column("severity", String(10), nullable=False),
     Column("summary", Text, nullable=False),
     Column("details", Text, comment="JSON: the numbers behind the finding"),
-    Column("first_fired_at", UTCDateTime(), nullable=False),
-    Column("last_fired_at", UTCDateTime(), nullable=False),
+    Column("first_fired_at", UTCDateTime(), nullable=False, comment="first evaluation of this episode that found it"),
+    Column("last_fired_at", UTCDateTime(), nullable=False, comment="last evaluation that found it"),
     Column("last_notified_at", UTCDateTime()),
     Column("resolved_at", UTCDateTime()),
     Column("notify_count", Integer, nullable=False, default=0),
+    Column("subject_type", String(20), comment="rep | team | stage | pipeline | lead_source | company"),
+    Column("subject_name", String(300), comment="the subject's display name (CRM text)"),
+    Column("team", String(200), comment="team name of the subject, for routing and inhibition"),
+    Column("family", String(100), comment="rule family (label 'family', else the kind): inhibition groups by it"),
+    Column("channel", String(100), comment="Slack channel the alert is routed to"),
+    Column(
+        "consecutive",
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="evaluations in a row that found it (pending until the rule's 'for')",
+    ),
+    Column("firing_since", UTCDateTime(), comment="when it went from pending to firing"),
+    Column("notified_severity", String(10), comment="severity the last notification announced"),
+    Column("notification_id", Integer, comment="notifications.id of the message that announced this episode"),
     UniqueConstraint("fingerprint"),
     Index(None, "rule_id", "state"),
-    comment="One row per rule and subject; its lifecycle firing -> resolved -> firing again.",
+    comment="One row per rule and subject; its lifecycle pending -> firing -> resolved -> pending again.",
 )
 
 notifications = Table(
     "notifications",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
-    Column("kind", String(10), nullable=False, comment="firing | repeat | resolved"),
+    Column(
+        "alert_id",
+        Integer,
+        ForeignKey("alerts.id"),
+        comment="the alert when the message is about one; notification_alerts lists them all",
+    ),
+    Column("kind", String(10), nullable=False, comment="firing | repeat | severity | resolved | update"),
     Column("channel", String(100), nullable=False),
     Column("payload", Text, nullable=False, comment="Block Kit message (JSON)"),
-    Column("status", String(10), nullable=False, comment="pending | sent | dead"),
+    Column("status", String(10), nullable=False, comment="pending | sending | sent | failed"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -313,9 +333,25 @@ notifications = Table(
     Column("slack_channel_id", String(30)),
     Column("slack_ts", String(30), comment="Slack message ts once sent"),
     Column("last_error", Text),
+    Column("rule_id", String(100), comment="the rule whose alerts the message is about"),
+    Column("thread_of", Integer, comment="notifications.id of the message this one replies to (or updates)"),
+    Column(
+        "attempted_at",
+        UTCDateTime(),
+        comment="start of the last attempt; while status is 'sending' its outcome is unknown",
+    ),
     Index(None, "status", "next_attempt_at"),
     Index(None, "alert_id"),
     comment="The durable outbox: written before sending, marked sent only after Slack said ok.",
+)
+
+notification_alerts = Table(
+    "notification_alerts",
+    metadata,
+    Column("notification_id", Integer, ForeignKey("notifications.id"), primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), primary_key=True),
+    Index(None, "alert_id"),
+    comment="Which alerts one Slack message is about (one message per rule and channel per evaluation).",
 )
 
 silences = Table(
@@ -353,6 +389,18 @@ daemon_instances = Table(
     Column("role", String(10), nullable=False, comment="leader | standby | stopped"),
     Column("state", Text, nullable=False, comment="JSON: watched files, refused changes (file:line), jobs"),
     comment="Each running daemon's own account of itself, for `status` (rows of stopped daemons stay).",
+)
+
+rule_notes = Table(
+    "rule_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", String(100), nullable=False),
+    Column("subject", String(300), nullable=False, comment="the subject's display name"),
+    Column("reason", Text, nullable=False, comment="why the rule could not judge it (a rep without quota...)"),
+    Column("as_of", UTCDateTime(), nullable=False, comment="the evaluation that wrote the note"),
+    Index(None, "rule_id"),
+    comment="'Not evaluated' notes of each rule's latest evaluation (shown by check and status, never in Slack).",
 )
 
 # Tables with CRM data, in the order a full sync fills them.

@@ -1,7 +1,7 @@
 """daemon lease (one leader) and daemon instances (status)
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-01 22:30:00
 """
 
@@ -14,7 +14,7 @@ import models.types
 
 
 revision = '0007'
-down_revision = '0002'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

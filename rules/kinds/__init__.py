@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rules.kinds.close_date_slipped import CloseDateSlipped
+from rules.kinds.deal_no_activity import DealNoActivity
 from rules.model import Kind
 
-KINDS: Mapping[str, Kind] = {}
+KINDS: Mapping[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        DealNoActivity(),
+        CloseDateSlipped(),
+    )
+}
