@@ -15,7 +15,6 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,22 +29,6 @@ from models.errors import ConfigError
 ENV_PREFIX = "SALESPULSE_"
 CONFIG_ENV = "SALESPULSE_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "settings.toml"
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> Any:
-    """'90s', '15m', '2h', '1d', '1w' (or a number of seconds) as a timedelta; other input is left to pydantic."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if match is None:
-            raise ValueError("expected a duration such as '90s', '15m', '2h', '1d' or '1w'")
-        return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
-    return value
 
 
 def _split_list(value: Any) -> Any:
@@ -195,10 +178,10 @@ class SyncSettings(_Section):
 
 
 class RulesSettings(_Section):
-    paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules/default.toml")])
-    max_data_age: timedelta = timedelta(hours=1)
-
-    _age = field_validator("max_data_age", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
+    # Rule files, folders (their *.yaml / *.yml) and globs.
+    paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules.d")])
+    # Minutes: the daemon does not judge data older than this (a stalled sync would look like silence).
+    max_data_age: int = Field(60, ge=1)
 
     _split = field_validator("paths", mode="before")(classmethod(lambda cls, v: _split_list(v)))
 
