@@ -260,7 +260,10 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
+    from functools import partial
+
     from connectors.registry import enabled_sources
+    from daemon.rulejobs import load_and_schedule, watched_rule_files
     from daemon.runner import Daemon
     from daemon.watch import Watched
     from models.clock import utc_now
@@ -271,9 +274,15 @@ def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
     if settings.log.level != "DEBUG":
         logging.getLogger("salespulse.sync").setLevel(logging.WARNING)  # the job's line carries the totals
     daemon = Daemon(open_warehouse(settings.database.url), settings, enabled_sources(settings), utc_now)
+    rule_paths = settings.rules.paths
+    daemon.watch(
+        Watched("rule files", lambda: watched_rule_files(rule_paths), partial(load_and_schedule, daemon)),
+        required=True,
+    )
     if settings.quotas.path is not None:
         # Not required at start: the reps it names may arrive with the first sync.
-        daemon.watch(Watched("quota file", [settings.quotas.path], daemon.jobs.load_quotas), required=False)
+        quota_path = settings.quotas.path
+        daemon.watch(Watched("quota file", lambda: [quota_path], daemon.jobs.load_quotas), required=False)
     return daemon.run()
 
 

@@ -7,16 +7,25 @@ reason (logged on one line and counted), and the job simply runs again at its ne
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine
 
+from alerts.outbox import FlushResult, Pacing, flush
+from alerts.pipeline import process
+from alerts.slack import SlackTransport
 from connectors.registry import build_connector
 from daemon.metrics import Metrics
 from models.clock import Clock
+from models.inventory import source_synced_at
 from models.settings import Settings
+from rules.check import evaluate_rules
+from rules.model import Rule
 from sync.engine import SyncEngine
 from sync.progress import StreamProgress
 from sync.quota_file import load_quota_file
@@ -49,7 +58,9 @@ class Jobs:
     clock: Clock
     metrics: Metrics
     stop: threading.Event
+    sources: list[str] = field(default_factory=list)
     after_sync: Callable[[str], None] = lambda source: None
+    rules: Mapping[str, Rule] = field(default_factory=dict)  # the rules in use (replaced whole on reload)
     # One sync at a time: the sources load the same tables, and a first sync drops and rebuilds
     # their indexes (two at once raced: "index ... already exists"); one writer is what SQLite
     # allows anyway.
@@ -80,6 +91,77 @@ class Jobs:
         counts["streams_failed"] = len(unfinished)
         error = "; ".join(f"{r.stream}: {r.error}" for r in unfinished)
         return Outcome("stopped" if all(r.status == "stopped" for r in unfinished) else "failed", counts, error)
+
+    def check(self, rule_id: str) -> Outcome:
+        """One rule on fresh data: evaluate, update alert state, queue and deliver its notifications."""
+        rule = self.rules.get(rule_id)
+        if rule is None:
+            return Outcome("skipped", {"rule": rule_id}, "the rule is no longer in the rule files")
+        counts: dict[str, Any] = {"rule": rule_id}
+        stale = self._stale(rule)
+        for source in stale:  # sync first; the check goes on only if that made the data fresh
+            if self.stop.is_set():
+                return Outcome("skipped", counts, "the daemon is stopping")
+            self.sync(source)
+        stale = self._stale(rule)
+        if stale:
+            return Outcome("skipped", counts, self._stale_reason(stale))
+        now = self.clock()
+        started = time.monotonic()
+        evaluations = evaluate_rules([rule], self.engine, self.settings.company, now)
+        self.metrics.rule_seconds.labels(rule_id).observe(time.monotonic() - started)
+        failed = [e.error for e in evaluations if e.error]
+        if failed:
+            return Outcome("failed", counts, failed[0])
+        counts["findings"] = sum(len(e.findings) for e in evaluations)
+        counts["notes"] = sum(len(e.notes) for e in evaluations)
+        result = process(evaluations, {rule.id: rule}, self.engine, self.settings, now)
+        counts["firing"] = result.firing
+        counts["queued"] = len(result.messages)
+        delivered = self.flush()
+        counts["sent"] = delivered.counts.get("sent", 0)
+        if delivered.status != "ok":
+            return Outcome("failed", counts, f"alerts stored, delivery deferred: {delivered.error}")
+        return Outcome("ok", counts)
+
+    def flush(self) -> Outcome:
+        """Deliver what the outbox holds (whoever queued it); an outage leaves it for the next run."""
+        slack = self.settings.slack
+        pacing = Pacing(slack.post_interval_s, slack.retry_base_s, slack.retry_max_s)
+        with self._flushing:
+            result: FlushResult = flush(self.engine, self.slack, self.clock(), pacing)
+        counts = {"sent": result.sent, "found_posted": result.found_posted, "updated": result.updated}
+        counts |= {"failed": result.failed, "retrying": result.retrying, "deferred": result.deferred}
+        if result.stopped:
+            return Outcome("failed", counts, result.stopped)
+        return Outcome("ok", counts)
+
+    @cached_property
+    def slack(self) -> SlackTransport:
+        return SlackTransport.from_settings(self.settings.slack)
+
+    @cached_property
+    def _flushing(self) -> threading.Lock:
+        """One flush at a time: a check's own flush and the outbox job must not post the same row twice."""
+        return threading.Lock()
+
+    def _stale(self, rule: Rule) -> dict[str, datetime | None]:
+        """The sources a rule reads whose last complete sync is older than ``rules.max_data_age``."""
+        wanted = [s for s in (rule.scope.sources or self.sources) if s in self.sources]
+        with self.engine.connect() as conn:
+            synced = source_synced_at(conn)
+        oldest = self.clock() - timedelta(minutes=self.settings.rules.max_data_age)
+        return {s: synced.get(s) for s in wanted if synced.get(s) is None or synced[s] < oldest}
+
+    def _stale_reason(self, stale: dict[str, datetime | None]) -> str:
+        parts = [
+            f"{source} last synced {at:%Y-%m-%d %H:%M:%S}Z" if at else f"{source} never synced"
+            for source, at in stale.items()
+        ]
+        return (
+            f"data too old to judge ({', '.join(parts)}; rules.max_data_age = {self.settings.rules.max_data_age} min) "
+            "and syncing it now did not succeed; the check runs again at its next time"
+        )
 
     def load_quotas(self) -> str:
         """The admins' quota file into the warehouse (all lines or none); raises QuotaFileError to refuse."""

@@ -58,7 +58,7 @@ class Daemon:
         self.stop = threading.Event()
         self.metrics = Metrics(engine)
         self.lease = Lease(engine, clock, timedelta(seconds=self.service.lease_s))
-        self.jobs = Jobs(engine, settings, clock, self.metrics, self.stop, after_sync=self._after_sync)
+        self.jobs = Jobs(engine, settings, clock, self.metrics, self.stop, sources, after_sync=self._after_sync)
         self.started_at = clock()
         self.loop_seen_at = self.started_at
         self.running: dict[str, float] = {}  # job id -> monotonic start
@@ -92,19 +92,21 @@ class Daemon:
         if required and watched.refused:
             raise ConfigError(
                 f"{watched.name} refused at start: " + " | ".join(watched.refused.problems),
-                source=", ".join(str(p) for p in watched.paths),
+                source=", ".join(str(p) for p in watched.files()),
             )
 
-    def _schedule_syncs(self) -> None:
+    def _schedule_fixed_jobs(self) -> None:
+        """A sync per source at its interval, and the outbox at its own (rule checks come from the rule files)."""
         every = timedelta(minutes=self.settings.sync.interval_minutes)
         for source in self.sources:
             trigger = IntervalTrigger(seconds=every.total_seconds())
             self.add_job(f"sync:{source}", "sync", trigger, partial(self.jobs.sync, source))
+        self.add_job("outbox", "outbox", IntervalTrigger(seconds=self.service.outbox_interval_s), self.jobs.flush)
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
-        self._schedule_syncs()
+        self._schedule_fixed_jobs()
         if self.service.http_port:
             self.endpoint = Endpoint(self.service.http_port, self.metrics.registry, self.health).start()
         self.scheduler.start(paused=True)

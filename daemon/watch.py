@@ -10,7 +10,6 @@ last good version. The same broken content is not re-tried every poll, only a ne
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -23,29 +22,17 @@ from models.errors import ConfigError
 
 log = logging.getLogger("salespulse.daemon")
 
-_GLOB = set("*?[")
-
-
-def expand(paths: Sequence[Path]) -> list[Path]:
-    """Files named by ``paths``: a file, every file in a folder, or a glob's matches."""
-    found: list[Path] = []
-    for path in paths:
-        if _GLOB.intersection(str(path)):
-            found += sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-        elif path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        else:
-            found.append(path)
-    return found
-
 
 def fingerprint(paths: Sequence[Path]) -> str:
-    """A hash of the names and contents of the files (a missing file counts as a state too)."""
+    """A hash of the names and contents of the files (a missing file, a folder's listing count too)."""
     digest = hashlib.sha256()
-    for path in expand(paths):
+    for path in paths:
         digest.update(str(path).encode() + b"\0")
         try:
-            digest.update(path.read_bytes())
+            if path.is_dir():
+                digest.update("\0".join(sorted(p.name for p in path.iterdir())).encode())
+            else:
+                digest.update(path.read_bytes())
         except OSError as exc:
             digest.update(f"unreadable: {exc.strerror}".encode())
         digest.update(b"\0")
@@ -81,7 +68,7 @@ class Watched:
     """
 
     name: str
-    paths: Sequence[Path]
+    files: Callable[[], Sequence[Path]]  # asked at every poll: a folder may gain or lose files
     apply: Callable[[], str]
     fingerprint: str | None = None
     loaded_at: datetime | None = None
@@ -91,7 +78,7 @@ class Watched:
 
     def poll(self, now: datetime, *, force: bool = False) -> bool:
         """Apply the files if they changed (or ``force``); True when a new version was put in use."""
-        current = fingerprint(self.paths)
+        current = fingerprint(self.files())
         if current == self.fingerprint and not force:
             return False
         self.fingerprint = current
@@ -125,7 +112,7 @@ class Watched:
     def state(self) -> dict[str, Any]:
         """For ``status``: what is in use, and the refused change if the newest edit was refused."""
         return {
-            "paths": [str(p) for p in self.paths],
+            "files": [str(p) for p in self.files()],
             "loaded_at": self.loaded_at.isoformat() if self.loaded_at else None,
             "summary": self.summary,
             "refused_at": self.refused.at.isoformat() if self.refused else None,
