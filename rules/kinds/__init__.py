@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from rules.kinds.close_date_slipped import CloseDateSlipped
 from rules.kinds.deal_no_activity import DealNoActivity
+from rules.kinds.stalled_stage import StalledStage
 from rules.model import Kind
 
 KINDS: Mapping[str, Kind] = {
@@ -13,5 +14,6 @@ KINDS: Mapping[str, Kind] = {
     for kind in (
         DealNoActivity(),
         CloseDateSlipped(),
+        StalledStage(),
     )
 }
