@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from rules.kinds.close_date_slipped import CloseDateSlipped
 from rules.kinds.deal_no_activity import DealNoActivity
+from rules.kinds.stage_conversion_drop import StageConversionDrop
 from rules.kinds.stalled_stage import StalledStage
 from rules.model import Kind
 
@@ -15,5 +16,6 @@ KINDS: Mapping[str, Kind] = {
         DealNoActivity(),
         CloseDateSlipped(),
         StalledStage(),
+        StageConversionDrop(),
     )
 }
