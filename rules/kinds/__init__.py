@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from rules.kinds.close_date_slipped import CloseDateSlipped
 from rules.kinds.deal_no_activity import DealNoActivity
+from rules.kinds.lead_distribution import LeadDistribution
 from rules.kinds.stage_conversion_drop import StageConversionDrop
 from rules.kinds.stalled_stage import StalledStage
 from rules.model import Kind
@@ -17,5 +18,6 @@ KINDS: Mapping[str, Kind] = {
         CloseDateSlipped(),
         StalledStage(),
         StageConversionDrop(),
+        LeadDistribution(),
     )
 }
