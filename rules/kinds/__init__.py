@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from rules.kinds.close_date_slipped import CloseDateSlipped
 from rules.kinds.deal_no_activity import DealNoActivity
 from rules.kinds.lead_distribution import LeadDistribution
+from rules.kinds.lead_qualification_rate import LeadQualificationRate
+from rules.kinds.lead_response_time import LeadResponseTime
 from rules.kinds.stage_conversion_drop import StageConversionDrop
 from rules.kinds.stalled_stage import StalledStage
 from rules.model import Kind
@@ -19,5 +21,7 @@ KINDS: Mapping[str, Kind] = {
         StalledStage(),
         StageConversionDrop(),
         LeadDistribution(),
+        LeadQualificationRate(),
+        LeadResponseTime(),
     )
 }
