@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 from scipy.stats import chisquare
@@ -31,6 +31,7 @@ from models.tables import leads, reps
 from rules.asof import alive_at
 from rules.findings import Evaluation, Note, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
+from rules.names import NameOf
 from rules.scoping import rep_condition
 from rules.verdicts import KindParams, grade, make_finding, tiers
 
@@ -38,7 +39,8 @@ from rules.verdicts import KindParams, grade, make_finding, tiers
 class Params(KindParams):
     window_days: int = Field(30, ge=7)  # leads assigned in this many days before the evaluation
     eligibility_days: int = Field(90, ge=0)  # a rep assigned a lead in these days before the window takes leads
-    weights: dict[str, float] = Field(default_factory=dict)  # capacity by rep name, e-mail or id; default 1
+    # capacity by rep name, e-mail or id; default 1
+    weights: dict[Annotated[str, NameOf("rep")], float] = Field(default_factory=dict)
     alpha: float = Field(0.001, gt=0, lt=0.5)  # chi-square test level
     min_reps: int = Field(2, ge=2)  # reps taking leads a team needs to be judged
     over_ratio: float = Field(1.5, gt=1)  # named as over-served above this multiple of the expected count

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 from scipy.stats import binomtest
@@ -32,6 +32,7 @@ from models.tables import opportunities, reps, stage_changes, stages
 from rules.asof import alive_at, open_deals_at
 from rules.findings import Evaluation, Note, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
+from rules.names import NameOf
 from rules.scoping import deal_condition
 from rules.sqltime import days_between, whole_days_between
 from rules.verdicts import KindParams, grade, make_finding, plural, tiers
@@ -42,7 +43,8 @@ class Params(KindParams):
     baseline: Literal["pipeline", "stage"] = "pipeline"  # whose history sets the limit
     history_days: int = Field(365, ge=30)  # trailing window of stage exits
     min_history: int = Field(50, ge=10)  # exits needed in that window, else not evaluated
-    limit_days: dict[str, float] = Field(default_factory=dict)  # fixed limits by stage name (override)
+    # fixed limits in days by stage name, instead of the percentile
+    limit_days: dict[Annotated[str, NameOf("stage")], float] = Field(default_factory=dict)
     min_open: int = Field(10, ge=1)  # open deals a stage needs to be judged
     min_stalled: int = Field(5, ge=1)  # stalled deals needed to report a stage
     alpha: float = Field(0.01, gt=0, lt=0.5)  # binomial test level
