@@ -69,7 +69,7 @@ class StageConversionDrop:
                 int(exits),
             )
         findings = []
-        for (source, pipeline, _api, stage_id, label), windows in sorted(tally.items()):
+        for (source, pipeline, api_name, stage_id, label), windows in sorted(tally.items()):
             a1, n1 = windows.get(1, (0, 0))
             a0, n0 = windows.get(0, (0, 0))
             if min(n1, n0) < params.min_exits or a0 == 0:
@@ -100,7 +100,7 @@ class StageConversionDrop:
                     ),
                     details={"advanced": a1, "exits": n1, "baseline_advanced": a0, "baseline_exits": n0,
                              "ratio": round(ratio, 3), "z": round(z, 2), "p_value": p_value,
-                             "source": source, "pipeline": pipeline},
+                             "source": source, "pipeline": pipeline, "stage": api_name},
                 )
             )  # fmt: skip
         return Evaluation(rule.id, rule.kind, now, tuple(findings))

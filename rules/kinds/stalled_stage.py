@@ -211,7 +211,8 @@ class StalledStage:
                     ),
                     samples=self._samples(warehouse, d, rule, subject_key, now, days, params.max_samples),
                     details={"stalled": k, "open": n, "limit_days": round(days, 1), "limit_basis": basis,
-                             "history_exits": size, "p_value": p_value, "pipeline": pipeline, "source": source},
+                             "history_exits": size, "p_value": p_value, "pipeline": pipeline, "source": source,
+                             "stage": api_name},
                 )
             )  # fmt: skip
         return Evaluation(rule.id, rule.kind, now, tuple(findings), tuple(notes))
