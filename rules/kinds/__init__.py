@@ -6,6 +6,9 @@ from collections.abc import Mapping
 
 from rules.kinds.close_date_slipped import CloseDateSlipped
 from rules.kinds.deal_no_activity import DealNoActivity
+from rules.kinds.peer_outlier import PeerOutlier
+from rules.kinds.pipeline_coverage import PipelineCoverage
+from rules.kinds.quota_attainment import QuotaAttainment
 from rules.model import Kind
 
 KINDS: Mapping[str, Kind] = {
@@ -13,5 +16,8 @@ KINDS: Mapping[str, Kind] = {
     for kind in (
         DealNoActivity(),
         CloseDateSlipped(),
+        QuotaAttainment(),
+        PeerOutlier(),
+        PipelineCoverage(),
     )
 }
