@@ -84,6 +84,9 @@ class Evaluation:
     as_of: datetime
     findings: tuple[Finding, ...] = ()
     notes: tuple[Note, ...] = ()
+    # Set when the evaluator failed: the rule judged nothing (its findings are unknown, not
+    # absent), so alerting must neither raise nor resolve anything for it.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
