@@ -230,6 +230,45 @@ class WinRates:
         return won / closed if closed else 0.0
 
 
+@dataclass(frozen=True)
+class DealSizes:
+    """Won deal amounts over the trailing window, company-wide: the yardstick of chance."""
+
+    count: int
+    mean: float
+    mean_square: float
+
+    def shortfall_p(self, won: float, expected: float) -> float | None:
+        """One-sided p-value of winning ``won`` or less when ``expected`` was due.
+
+        Wins arrive as a compound Poisson process: N ~ Poisson(expected / mean) deals with the
+        company's amounts, so Var(won) = (expected / mean) * E[a^2]; normal approximation.
+        """
+        if self.count == 0 or self.mean <= 0 or expected <= 0:
+            return None
+        sd = math.sqrt(expected / self.mean * self.mean_square)
+        return float(norm.cdf((won - expected) / sd))
+
+
+def deal_sizes(warehouse: Warehouse, now: datetime, days: int) -> DealSizes:
+    o = opportunities.c
+    today = local_day(now, warehouse.company)
+    moment = closed_moment()
+    amount = cast(o.amount_reporting, Float)
+    n, total, squares = warehouse.conn.execute(
+        select(func.count(amount), func.sum(amount), func.sum(amount * amount)).where(
+            o.is_won.is_(True),
+            alive_at(opportunities, now),
+            o.close_date > today - timedelta(days=days),
+            o.close_date <= today,
+            or_(moment.is_(None), moment <= now),
+        )
+    ).one()
+    if not n:
+        return DealSizes(0, 0.0, 0.0)
+    return DealSizes(int(n), float(total) / n, float(squares) / n)
+
+
 def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
     o, sc = opportunities.c, stage_changes.c
     today = local_day(now, warehouse.company)

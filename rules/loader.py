@@ -318,13 +318,28 @@ def _accepted_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[
     """The keys accepted at ``path`` inside ``model`` (the rule itself, or its scope / severity)."""
     current: Any = model
     for part in path:
-        fields = getattr(current, "model_fields", {})
-        info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        current = _model_in(current)
+        if isinstance(part, int) or current is None:
+            continue  # a list item: the item's model is found when unwrapping the list type
+        info = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
         if info is None:
             return []
         current = info.annotation
-    fields = getattr(current, "model_fields", {})
-    return [f.alias or name for name, f in fields.items()] if fields else []
+    current = _model_in(current)
+    return [f.alias or name for name, f in current.model_fields.items()] if current else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X``, ``list[X]``, ``X | None``...), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _short(value: Any) -> str:

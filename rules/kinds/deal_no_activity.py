@@ -12,7 +12,7 @@ the ``days`` limit, its sample size the owner's open deals in scope.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 from sqlalchemy import and_, case, func, select, true
@@ -21,6 +21,7 @@ from models.tables import reps
 from rules.asof import open_deals_at
 from rules.findings import Evaluation
 from rules.model import Rule, SeverityTiers, Warehouse
+from rules.names import NameOf
 from rules.owners import OwnerTally, owner_findings
 from rules.scoping import deal_condition
 from rules.sqltime import days_between
@@ -30,7 +31,8 @@ from rules.verdicts import KindParams, plural
 class Params(KindParams):
     days: float = Field(21, gt=0)  # no activity for longer than this (healthy deals are touched every 1-2 weeks)
     min_amount: float = Field(0, ge=0)  # only deals of at least this amount (reporting currency)
-    stages: tuple[str, ...] = ()  # only deals in these stages (api names or labels); empty: every open stage
+    # only deals in these stages (api names or labels); empty: every open stage
+    stages: tuple[Annotated[str, NameOf("stage")], ...] = ()
     min_deals: int = Field(1, ge=1)  # an owner needs this many idle deals to be named
 
 
