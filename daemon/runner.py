@@ -128,7 +128,8 @@ class Daemon:
                 leader = self._lead(leader)  # our lease lapsed between renewals (database down): step down
             if now_m >= next_poll:
                 next_poll = now_m + self.service.reload_poll_s
-                self._poll_files(force_quotas=leader and self._quotas_dirty)
+                if self._poll_files(force_quotas=leader and self._quotas_dirty):
+                    self._write_state("leader" if leader else "standby")
         return self._shutdown()
 
     def _lead(self, was_leader: bool) -> bool:
@@ -153,14 +154,19 @@ class Daemon:
         self.metrics.leader.set(1 if leader else 0)
         return leader
 
-    def _poll_files(self, *, force_quotas: bool) -> None:
+    def _poll_files(self, *, force_quotas: bool) -> bool:
+        """Look at the watched files; True when what is in use or refused changed (``status`` should know)."""
         now = self.clock()
+        changed = False
         for watched in self.watched:
             force = force_quotas and watched.name == "quota file"
             if force:
                 self._quotas_dirty = False
+            before = watched.state()
             watched.poll(now, force=force)
+            changed |= watched.state() != before
             self.metrics.refused.labels(watched.name).set(1 if watched.refused else 0)
+        return changed
 
     def _after_sync(self, _source: str) -> None:
         """New reps may make a quota file that was refused for unknown reps valid: load it again."""
