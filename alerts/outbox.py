@@ -54,6 +54,10 @@ class Pacing:
     post_interval_s: float = 1.0
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
+    # How long a post can still land after it was sent (the client's timeout and its retries): a row
+    # left 'sending' by a process that died mid-post is not looked at again before then, or another
+    # process (a new leader) would find nothing in the history yet and post it a second time.
+    in_flight_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
 
@@ -128,7 +132,12 @@ def _send_one(
             conn.execute(
                 update(notifications)
                 .where(notifications.c.id == row.id)
-                .values(status="sending", attempts=notifications.c.attempts + 1, attempted_at=now)
+                .values(
+                    status="sending",
+                    attempts=notifications.c.attempts + 1,
+                    attempted_at=now,
+                    next_attempt_at=now + timedelta(seconds=pacing.in_flight_s),
+                )
             )
         unknown = True
         posted = slack.post(channel, payload, notification_id=row.id, thread_ts=thread_ts)
@@ -141,7 +150,7 @@ def _send_one(
         result.errors.append(message)
         if refused.workspace:
             # Nothing was posted; every notification waits for the fix rather than being given up.
-            _finish(engine, row.id, status="pending", last_error=str(refused))
+            _finish(engine, row.id, status="pending", last_error=str(refused), next_attempt_at=now)
             raise _Stop(str(refused)) from None
         _finish(engine, row.id, status="failed", last_error=str(refused))
         result.failed += 1

@@ -119,7 +119,7 @@ class Jobs:
         counts["firing"] = result.firing
         counts["queued"] = len(result.messages)
         delivered = self.flush()
-        counts["sent"] = delivered.counts.get("sent", 0)
+        counts |= {key: n for key, n in delivered.counts.items() if n}
         if delivered.status != "ok":
             return Outcome("failed", counts, f"alerts stored, delivery deferred: {delivered.error}")
         return Outcome("ok", counts)
@@ -127,7 +127,10 @@ class Jobs:
     def flush(self) -> Outcome:
         """Deliver what the outbox holds (whoever queued it); an outage leaves it for the next run."""
         slack = self.settings.slack
-        pacing = Pacing(slack.post_interval_s, slack.retry_base_s, slack.retry_max_s)
+        # A post is in flight for at most its request timeout, three times over (slack-sdk retries a
+        # rate-limited post twice), plus the Retry-After waits.
+        in_flight = 3 * slack.timeout_s + 10
+        pacing = Pacing(slack.post_interval_s, slack.retry_base_s, slack.retry_max_s, in_flight_s=in_flight)
         with self._flushing:
             result: FlushResult = flush(self.engine, self.slack, self.clock(), pacing)
         counts = {"sent": result.sent, "found_posted": result.found_posted, "updated": result.updated}
