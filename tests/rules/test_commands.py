@@ -60,7 +60,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_check_dry_run_prints_findings_and_notes_and_changes_nothing(env: Path, capsys) -> None:
+@pytest.mark.usefixtures("env")
+def test_check_dry_run_prints_findings_and_notes_and_changes_nothing(capsys) -> None:
     code, out, err = run(capsys, "check", "--dry-run", "--as-of", "2026-03-16T09:00:00Z")
     assert (code, err) == (0, "")
     assert "as of 2026-03-16 09:00 UTC: 2 rule(s) evaluated, 1 finding(s)" in out
@@ -81,7 +82,8 @@ def test_check_dry_run_prints_findings_and_notes_and_changes_nothing(env: Path, 
         (["check"], 1, "delivering alerts (check without --dry-run) is not built yet"),
     ],
 )
-def test_check_options(env: Path, capsys, args: list[str], code: int, expected: str) -> None:
+@pytest.mark.usefixtures("env")
+def test_check_options(capsys, args: list[str], code: int, expected: str) -> None:
     got, out, err = run(capsys, *args)
     assert got == code
     assert expected in out + err
@@ -141,7 +143,8 @@ def test_rules_test_exit_codes(env: Path, capsys, tmp_path: Path) -> None:
     assert run(capsys, "rules", "test", str(tmp_path / "none.yaml"))[0] == 2
 
 
-def test_backtest_prints_per_rule_counts_and_subjects(env: Path, capsys) -> None:
+@pytest.mark.usefixtures("env")
+def test_backtest_prints_per_rule_counts_and_subjects(capsys) -> None:
     code, out, err = run(capsys, "rules", "backtest", "--from", "2026-02-01", "--to", "2026-03-01", "--every", "2w")
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -160,7 +163,8 @@ def test_backtest_prints_per_rule_counts_and_subjects(env: Path, capsys) -> None
         (["--from", "yesterday", "--to", "2026-03-01"], "'yesterday' is not a date or datetime"),
     ],
 )
-def test_backtest_bad_arguments_exit_2(env: Path, capsys, args: list[str], expected: str) -> None:
+@pytest.mark.usefixtures("env")
+def test_backtest_bad_arguments_exit_2(capsys, args: list[str], expected: str) -> None:
     code, _, err = run(capsys, "rules", "backtest", *args)
     assert code == 2
     assert expected in err
