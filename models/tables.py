@@ -121,6 +121,7 @@ leads = Table(
     *_tail_columns(),
     Index(None, "owner_id", "assigned_at"),
     Index(None, "created_at"),
+    Index(None, "assigned_at"),  # leads assigned in a window (lead rules)
     comment="Leads (Salesforce Lead, HubSpot contact).",
 )
 
@@ -152,6 +153,7 @@ opportunities = Table(
     Index(None, "closed_at"),
     Index(None, "updated_at"),
     Index(None, "synced_at"),  # what a sync touched: derived columns are refreshed for those rows only
+    Index(None, "stage_entered_at"),  # deals whose stage changed after an as-of instant (rules/asof.py)
     comment="Deals (Salesforce Opportunity, HubSpot deal).",
 )
 
@@ -197,6 +199,7 @@ activities = Table(
     Index(None, "opportunity_id", "occurred_at"),
     Index(None, "rep_id", "occurred_at"),
     Index(None, "synced_at"),
+    Index(None, "lead_id", "occurred_at"),  # a lead's first touch (lead_response_time)
     comment="Calls, emails, meetings, tasks and notes.",
 )
 

@@ -53,7 +53,7 @@ from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.tables import opportunities, quotas, reps, stage_changes
-from rules.asof import alive_at, open_deals_at
+from rules.asof import alive_at, close_date_at, open_deals_at
 from rules.model import Scope, Warehouse
 from rules.periods import Period, local_day
 from rules.scoping import pipeline_condition, rep_condition, source_condition
@@ -198,8 +198,8 @@ def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope
     rows = warehouse.conn.execute(
         select(o.owner_id, func.sum(o.amount_reporting), func.count())
         .where(
-            o.close_date >= period.start,
-            o.close_date <= min(period.end, today),
+            close_date_at(opportunities, now) >= period.start,
+            close_date_at(opportunities, now) <= min(period.end, today),
             o.is_won.is_(True),
             alive_at(opportunities, now),
             or_(moment.is_(None), moment <= now),
@@ -259,8 +259,8 @@ def deal_sizes(warehouse: Warehouse, now: datetime, days: int) -> DealSizes:
         select(func.count(amount), func.sum(amount), func.sum(amount * amount)).where(
             o.is_won.is_(True),
             alive_at(opportunities, now),
-            o.close_date > today - timedelta(days=days),
-            o.close_date <= today,
+            close_date_at(opportunities, now) > today - timedelta(days=days),
+            close_date_at(opportunities, now) <= today,
             or_(moment.is_(None), moment <= now),
         )
     ).one()
@@ -276,8 +276,8 @@ def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) 
     closed_in_window = and_(
         o.is_closed.is_(True),
         alive_at(opportunities, now),
-        o.close_date > today - timedelta(days=days),
-        o.close_date <= today,
+        close_date_at(opportunities, now) > today - timedelta(days=days),
+        close_date_at(opportunities, now) <= today,
         or_(moment.is_(None), moment <= now),
     )
     won_id = case((o.is_won.is_(True), o.id))

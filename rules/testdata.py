@@ -65,7 +65,7 @@ class QuotaIn(_In):
 class CloseDateChangeIn(_In):
     at: Moment
     to: Moment
-    from_: Moment | None = Field(None, alias="from")
+    from_: Moment | None = Field(None, alias="from")  # default: the previous change's 'to' (first: the day of 'at')
 
 
 class DealIn(_In):
@@ -359,19 +359,26 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
                     }
                 )
                 previous = stage["api_name"]
+            previous: date | None = None
             for j, push in enumerate(deal.close_date_changes):
+                # 'from' defaults to the previous change's 'to' (for the first: the day of the change)
+                if push.from_ is not None:
+                    old = clock.day(push.from_)
+                else:
+                    old = previous if previous is not None else clock.day(push.at)
                 push_rows.append(
                     {
                         "id": f"{crm}:{key}-cd{j}",
                         "source": crm,
                         "external_id": f"{key}-cd{j}",
                         "opportunity_id": deal_id,
-                        "old_date": clock.day(push.from_) if push.from_ is not None else None,
+                        "old_date": old,
                         "new_date": clock.day(push.to),
                         "changed_at": clock.instant(push.at),
                         "synced_at": at,
                     }
                 )
+                previous = clock.day(push.to)
 
     # activities (and each deal's last activity, as the sync derives it)
     activity_rows: list[dict[str, Any]] = []

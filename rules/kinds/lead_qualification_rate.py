@@ -58,21 +58,21 @@ class LeadQualificationRate:
         qualified = or_(leads.c.is_qualified.is_(True), leads.c.is_converted.is_(True))
         current = case((leads.c.created_at > split, 1), else_=0).label("current")
         if params.group_by == "team":
-            keys = (reps.c.team_id, func.max(reps.c.team))
-            group = (reps.c.team_id,)
+            key, name = reps.c.team_id, reps.c.team
         else:
-            keys = (
-                func.coalesce(leads.c.lead_source, "(none)"),
-                func.max(func.coalesce(leads.c.lead_source, "(none)")),
-            )
-            group = (func.coalesce(leads.c.lead_source, "(none)"),)
-        rows = warehouse.conn.execute(
-            select(*keys, current, func.sum(case((qualified, 1), else_=0)), func.count())
+            key = name = func.coalesce(leads.c.lead_source, "(none)")
+        base = (
+            select(key.label("key"), name.label("name"), current, case((qualified, 1), else_=0).label("qualified"))
             .join_from(leads, reps, reps.c.id == leads.c.owner_id)
             .where(leads.c.created_at > start, leads.c.created_at <= end, alive_at(leads, now),
                    rep_condition(rule.scope, reps))
-            .group_by(*group, current)
-        ).all()  # fmt: skip
+            .subquery()
+        )  # fmt: skip
+        rows = warehouse.conn.execute(
+            select(
+                base.c.key, func.max(base.c.name), base.c.current, func.sum(base.c.qualified), func.count()
+            ).group_by(base.c.key, base.c.current)
+        ).all()
         tally: dict[str, dict] = {}
         for key, name, is_current, k, n in rows:
             if key is None:

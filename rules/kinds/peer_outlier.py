@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from sqlalchemy import Float, case, cast, func, or_, select
 
 from models.tables import activities, opportunities
-from rules.asof import alive_at
+from rules.asof import alive_at, close_date_at
 from rules.attainment import RepInfo, closed_moment, deal_scope, load_reps, quota_by_rep
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
@@ -127,8 +127,8 @@ def rep_metrics(
             )
             .where(
                 o.is_closed.is_(True),
-                o.close_date >= first,
-                o.close_date <= last,
+                close_date_at(opportunities, now) >= first,
+                close_date_at(opportunities, now) <= last,
                 or_(moment.is_(None), moment <= now),
                 alive_at(opportunities, now),
                 deal_scope(rule.scope),

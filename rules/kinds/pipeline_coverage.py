@@ -12,7 +12,8 @@ times the quota left in pipeline, at a one-in-three win rate). Coverage alone is
 news, since in a healthy team a third of the reps sit below 3x on any given day, so it
 fires only with corroboration: the subject is also behind pace (pace below ``behind_pace``,
 once ``min_elapsed`` of the period has passed) or projected well short (the upper end of
-the 80 % projection interval below ``projected_short`` of the target). A subject whose
+the 80 % projection interval below ``projected_short`` of the target, when it rests on
+``min_projection_deals`` open deals: it counts existing deals only). A subject whose
 quota is already met (remaining 0) or who has no quota is never judged.
 """
 
@@ -42,6 +43,7 @@ class Params(KindParams):
     win_rate_days: int = Field(365, ge=30)
     min_history: int = Field(20, ge=1)
     teams: bool = True
+    min_projection_deals: int = Field(5, ge=1)  # the projection corroborates only with this many open deals
     min_remaining: float = Field(0, ge=0)  # remaining quota below this is not judged (reporting currency)
 
 
@@ -98,7 +100,11 @@ class PipelineCoverage:
         pace = m.pace
         behind = elapsed >= params.min_elapsed and pace is not None and pace < params.behind_pace
         _low, high = m.projected_interval()
-        short = m.target > 0 and high / m.target < params.projected_short
+        short = (
+            m.target > 0
+            and m.pipeline.count >= params.min_projection_deals
+            and high / m.target < params.projected_short
+        )
         if not (behind or short):
             return None
         because = []

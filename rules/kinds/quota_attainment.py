@@ -15,7 +15,7 @@ warn 0.6, critical 0.35, direction below) depends on how far the period has gone
   attainment (a rep who ended last quarter far below quota is news in the first weeks of
   the next; judged only when the shortfall is beyond chance, see below), and the
   projection, which fires only when its whole 80 % interval lies below a tier (the upper
-  end is graded).
+  end is graded) and rests on at least ``min_projection_deals`` open deals (default 5).
 
 Chance test (``previous_alpha``, default 0.01; ``pace_alpha`` for pace, off by default):
 at quota rate a rep wins N ~ Poisson(target / mean) deals of the company's won deal sizes
@@ -53,6 +53,9 @@ class Params(KindParams):
     min_history: int = Field(20, ge=1)  # closed deals that left a stage before its own win rate is used
     ahead_at: float | None = Field(2.0, gt=1)  # report reps at this multiple of pace or more; null: never
     teams: bool = True  # judge teams (the sum of their reps) too
+    # The projection counts existing deals only: with fewer open deals closing in the period it
+    # speaks of deals not created yet, not of the rep, and stays silent.
+    min_projection_deals: int = Field(5, ge=1)
     min_quota: float = Field(0, ge=0)  # reps with a smaller quota are noted, not judged
     # The just-closed period is judged only when its shortfall is beyond chance: the p-value of
     # winning that little at quota rate (compound Poisson of the company's won deal sizes).
@@ -222,7 +225,7 @@ class _Judge:
                         },
                     )
                 )
-        if m.target > 0:
+        if m.target > 0 and m.pipeline.count >= self.params.min_projection_deals:
             low, high = m.projected_interval()
             upper = high / m.target
             severity = grade(upper, self.levels, "below")
