@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="evaluate rules and deliver alerts")
     p.add_argument("--rule", metavar="ID", help="only this rule (even when disabled)")
-    p.add_argument("--dry-run", action="store_true", help="print the findings; send nothing, change nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the findings and the Slack messages; send nothing, change nothing"
+    )
     p.add_argument(
         "--as-of",
         metavar="ISO",
@@ -82,19 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("alerts", help="inspect alerts")
     asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
     asub.required = True
-    asub.add_parser("list", help="list alerts and their state")
+    lst = asub.add_parser("list", help="alerts with their age, last notification and silences")
+    lst.add_argument("--state", choices=["pending", "firing", "resolved"])
 
     p = sub.add_parser("silence", help="mute an alert by rule and subject for a time")
     ssub = p.add_subparsers(dest="silence_command", metavar="ACTION", parser_class=_Parser)
     ssub.required = True
     add = ssub.add_parser("add", help="add a silence")
-    add.add_argument("rule")
-    add.add_argument("--subject")
-    add.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 2h, 3d, 1w")
-    add.add_argument("--reason", required=True)
-    ssub.add_parser("list", help="list silences")
+    add.add_argument("--rule", required=True, metavar="ID")
+    add.add_argument("--subject", metavar="S", help="a rep, team or stage: its name or warehouse id (default: all)")
+    add.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 90m, 2h, 7d, 1w")
+    add.add_argument("--comment", "--reason", dest="comment", required=True, help="why, for the next person")
+    add.add_argument("--by", help="who (default: the OS user)")
+    sl = ssub.add_parser("list", help="active silences")
+    sl.add_argument("--all", action="store_true", help="also ended and expired ones")
     exp = ssub.add_parser("expire", help="end a silence now")
     exp.add_argument("silence_id", type=int)
+
+    p = sub.add_parser("digest", help="post the team digest: attainment, pace, coverage, open alerts, chart")
+    p.add_argument("--channel", metavar="C", help="post every team's digest to this channel")
+    p.add_argument("--dry-run", action="store_true", help="print the digest; post nothing")
 
     p = sub.add_parser("quotas", help="validate or load the admins' quota file")
     qsub = p.add_subparsers(dest="quotas_command", metavar="ACTION", parser_class=_Parser)
@@ -166,10 +175,30 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
             print(f"      cursor {s.cursor}")
         if s.last_error:
             print(f"      error  {s.last_error}")
-    print("\noutbox")
-    print("  " + (", ".join(f"{k} {v:,}" for k, v in sorted(st.outbox.items())) or "(empty)"))
+    _print_alerting(settings)
     _print_daemons(st)
     return 0
+
+
+def _print_alerting(settings: Settings) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from alerts.outbox import outbox_status
+    from alerts.report import format_notes, format_outbox
+    from models.clock import utc_now
+    from models.database import open_warehouse
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    local = now.astimezone(ZoneInfo(settings.company.timezone))
+    day_start = datetime.combine(local.date(), datetime.min.time(), local.tzinfo)
+    print("\noutbox")
+    for line in format_outbox(outbox_status(engine, now, day_start)):
+        print(line)
+    print("\nnot evaluated (latest check)")
+    for line in format_notes(engine):
+        print(line)
 
 
 def _print_daemons(st) -> None:
@@ -311,6 +340,11 @@ def _rules(settings: Settings, engine, rule_id: str | None, paths: Sequence[Path
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.outbox import flush
+    from alerts.pipeline import process
+    from alerts.report import format_check
+    from alerts.slack import SlackTransport
+    from alerts.terminal import print_messages
     from models.clock import utc_now
     from models.database import open_warehouse
     from rules.check import evaluate_rules
@@ -322,21 +356,108 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         now = parse_instant(args.as_of, company.timezone) if args.as_of else utc_now()
     except ValueError as exc:
         return _usage(f"--as-of: {exc}")
-    if not args.dry_run:
-        print(
-            "error: delivering alerts (check without --dry-run) is not built yet; "
-            "'check --dry-run' shows the findings. Nothing was done.",
-            file=sys.stderr,
-        )
-        return 1
     engine = open_warehouse(settings.database.url)
     rules = _rules(settings, engine, args.rule)
     evaluations = evaluate_rules(rules, engine, company, now)
-    print_evaluations(console(), evaluations, now, company.reporting_currency, company.timezone)
+    out = console()
+    print_evaluations(out, evaluations, now, company.reporting_currency, company.timezone)
+    result = process(evaluations, {r.id: r for r in rules}, engine, settings, now, dry_run=args.dry_run)
+    flushed = None
+    if args.dry_run:
+        print_messages(((m.channel, m.message.as_json(), _message_note(m)) for m in result.messages), out)
+    else:
+        flushed = flush(engine, SlackTransport.from_settings(settings.slack), utc_now(), _pacing(settings))
+    for line in format_check(result, flushed):
+        print(line)
     failed = [e.rule_id for e in evaluations if e.error]
     if failed:
         print(f"error: {len(failed)} rule(s) could not be evaluated: {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _message_note(message) -> str:
+    if message.kind == "update":
+        return "(edit of the message that announced these alerts)"
+    return "(reply in the thread of the announcing message)" if message.thread_of else ""
+
+
+def _pacing(settings: Settings):
+    from alerts.outbox import Pacing
+
+    s = settings.slack
+    return Pacing(post_interval_s=s.post_interval_s, retry_base_s=s.retry_base_s, retry_max_s=s.retry_max_s)
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.report import format_alerts, list_alerts
+    from alerts.silences import list_silences
+    from models.clock import utc_now
+    from models.database import open_warehouse
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    for line in format_alerts(list_alerts(engine, now, list_silences(engine, now), args.state), now):
+        print(line)
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from alerts.report import format_silences
+    from alerts.silences import add_silence, expire_silence, list_silences, parse_duration
+    from models.clock import utc_now
+    from models.database import open_warehouse
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    if args.silence_command == "add":
+        duration = parse_duration(args.duration)
+        _rules(settings, engine, args.rule)  # an unknown rule id is a typo: refuse it with a suggestion
+        found = add_silence(
+            engine,
+            rule_id=args.rule,
+            subject=args.subject,
+            duration=duration,
+            comment=args.comment,
+            by=args.by or getpass.getuser(),
+            now=now,
+        )
+        print(f"silence #{found.id} added: " + format_silences([found], now)[0].split(": ", 1)[1])
+    elif args.silence_command == "list":
+        for line in format_silences(list_silences(engine, now, include_ended=args.all), now):
+            print(line)
+    else:
+        found = expire_silence(engine, args.silence_id, now)
+        print(f"silence #{found.id} expired; its alerts notify again from the next check")
+    return 0
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.digest import plan_digests, post_digest
+    from alerts.report import open_alerts
+    from alerts.slack import SlackTransport
+    from alerts.terminal import print_messages
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from rules.model import Warehouse
+    from rules.report import console
+    from rules.standing import standing
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    with engine.connect() as conn:
+        where = standing(Warehouse(conn, settings.company), now)
+    digests = plan_digests(
+        where, open_alerts(engine), settings.slack, channel=args.channel, team_weight=settings.slack.digest_team_weight
+    )
+    if args.dry_run:
+        chart = " (+ attainment-vs-pace chart)" if settings.slack.digest_chart else ""
+        print_messages(((d.channel, d.message.as_json(), chart) for d in digests), console())
+        return 0
+    n = post_digest(digests, SlackTransport.from_settings(settings.slack), settings.secret_values())
+    print(f"digest posted to {n} channel(s): {', '.join(d.channel for d in digests)}")
     return 0
 
 
@@ -464,8 +585,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "sandbox": cmd_sandbox,
     "status": cmd_status,
     "rules": cmd_rules,
-    "alerts": _not_built("alerts"),
-    "silence": _not_built("silence"),
+    "alerts": cmd_alerts,
+    "silence": cmd_silence,
+    "digest": cmd_digest,
     "quotas": cmd_quotas,
 }
 

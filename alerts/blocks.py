@@ -21,7 +21,7 @@ from rules.findings import Finding, SampleRecord, Unit
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
-TEXT_BUDGET = 10_000  # all block text of one message; Slack refuses near 12-13k
+BLOCK_TEXT_BUDGET = 10_000  # all block text of one message; Slack refuses near 12-13k
 FALLBACK_LIMIT = 2_000
 SAMPLES_PER_FINDING = 5
 _URL = re.compile(r"https?://[^\s<>|]+")
@@ -135,7 +135,7 @@ def _findings(views: Sequence[View], ctx: Context, *, reserve: int, reasons: boo
     for shown, view in enumerate(ordered):
         blocks = _finding_blocks(view, ctx, reasons)
         size = sum(_text_size(b) for b in blocks)
-        if len(out) + len(blocks) > budget_blocks or used + size > TEXT_BUDGET - 1500:
+        if len(out) + len(blocks) > budget_blocks or used + size > BLOCK_TEXT_BUDGET - 1500:
             rest = ordered[shown:]
             names = ", ".join(escape(v.finding.subject.name) for v in rest)
             out.append(_section(_clip(f"…and {len(rest)} more: {names}", SECTION_LIMIT // 2)))

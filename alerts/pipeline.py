@@ -109,9 +109,8 @@ def _process(
 ) -> None:
     good = []
     for ev in evaluations:
-        error = getattr(ev, "error", None)
-        if error:
-            result.failed_rules.append((ev.rule_id, str(error)))
+        if ev.error:
+            result.failed_rules.append((ev.rule_id, ev.error))
         else:
             good.append(ev)
         result.notes += ev.notes

@@ -93,9 +93,12 @@ class SlackTransport:
         return cls(client)
 
     def post(
-        self, channel: str, message: dict[str, Any], *, notification_id: int, thread_ts: str | None = None
+        self, channel: str, message: dict[str, Any], *, notification_id: int | None, thread_ts: str | None = None
     ) -> Posted:
-        metadata = {"event_type": EVENT_TYPE, "event_payload": {"id": str(notification_id)}}
+        """Post a message; ``notification_id`` goes along as metadata so a retry can find it."""
+        metadata = None
+        if notification_id is not None:
+            metadata = {"event_type": EVENT_TYPE, "event_payload": {"id": str(notification_id)}}
         response = self._call(
             channel,
             self.client.chat_postMessage,

@@ -164,6 +164,8 @@ class SlackSettings(_Section):
     retry_max_s: float = Field(3600.0, gt=0)
     # The digest's attainment-vs-pace chart (PNG, uploaded with files_upload_v2; scope files:write).
     digest_chart: bool = True
+    # Share of team attainment in the digest's blended attainment (compensation plans often pay 75/25).
+    digest_team_weight: float = Field(0.25, ge=0, le=1)
 
 
 class SyncSettings(_Section):

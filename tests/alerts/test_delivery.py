@@ -253,18 +253,12 @@ def test_dry_run_returns_the_messages_and_changes_nothing(warehouse: Engine, sla
 
 
 def test_a_failed_evaluation_resolves_nothing(warehouse: Engine, slack: FakeSlack) -> None:
-    from dataclasses import dataclass
-
     from rules.findings import Evaluation
-
-    @dataclass(frozen=True)
-    class Failed(Evaluation):
-        error: str | None = None
 
     run = Run(warehouse, slack)
     run.check([finding(ANA)])
     result = process(
-        [Failed("pace", "quota_pace", run.clock(), error="query failed")],
+        [Evaluation("pace", "quota_pace", run.clock(), error="query failed")],
         {"pace": rule()},
         warehouse,
         run.settings,

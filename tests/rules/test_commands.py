@@ -79,7 +79,7 @@ def test_check_dry_run_prints_findings_and_notes_and_changes_nothing(capsys) -> 
         (["check", "--dry-run", "--rule", "too-many"], 2, "no rule 'too-many'; did you mean 'too-many-open'?"),
         (["check", "--dry-run", "--as-of", "2026-02-30"], 2, "--as-of: '2026-02-30' is not a date; expected a date"),
         (["check", "--dry-run", "--as-of", "2026-03-01T09:00"], 2, "has no time zone offset"),
-        (["check"], 1, "delivering alerts (check without --dry-run) is not built yet"),
+        (["check", "--dry-run", "--as-of", "2026-03-16T09:00:00Z"], 0, "alerts: 1 firing; notifications firing 1"),
     ],
 )
 @pytest.mark.usefixtures("env")
