@@ -19,7 +19,6 @@ from models.settings import Settings, load_settings
 log = logging.getLogger("salespulse")
 
 VAR = Path(__file__).resolve().parent / "var"
-NOT_BUILT = "is not built yet (see the open issues); nothing was done"
 
 
 class UsageError(Exception):
@@ -340,7 +339,7 @@ def _rules(settings: Settings, engine, rule_id: str | None, paths: Sequence[Path
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.outbox import flush
+    from alerts.outbox import flush, pacing_for
     from alerts.pipeline import process
     from alerts.report import format_check
     from alerts.slack import SlackTransport
@@ -366,7 +365,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         print_messages(((m.channel, m.message.as_json(), _message_note(m)) for m in result.messages), out)
     else:
-        flushed = flush(engine, SlackTransport.from_settings(settings.slack), utc_now(), _pacing(settings))
+        flushed = flush(engine, SlackTransport.from_settings(settings.slack), utc_now(), pacing_for(settings.slack))
     for line in format_check(result, flushed):
         print(line)
     failed = [e.rule_id for e in evaluations if e.error]
@@ -380,13 +379,6 @@ def _message_note(message) -> str:
     if message.kind == "update":
         return "(edit of the message that announced these alerts)"
     return "(reply in the thread of the announcing message)" if message.thread_of else ""
-
-
-def _pacing(settings: Settings):
-    from alerts.outbox import Pacing
-
-    s = settings.slack
-    return Pacing(post_interval_s=s.post_interval_s, retry_base_s=s.retry_base_s, retry_max_s=s.retry_max_s)
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
@@ -536,14 +528,28 @@ def cmd_sandbox(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
+    """The whole product once, against the sandbox: sync, check the default pack, deliver, digest, show."""
     import os
+    import time
+    from datetime import datetime
 
+    from alerts.digest import plan_digests, post_digest
+    from alerts.outbox import flush, pacing_for
+    from alerts.pipeline import process
+    from alerts.report import open_alerts
+    from alerts.slack import SlackTransport
     from models.clock import utc_now
     from models.database import open_warehouse
-    from models.inventory import warehouse_status
+    from rules.check import evaluate_rules
+    from rules.model import Warehouse
+    from rules.report import console
+    from rules.standing import standing
+    from sandbox.demo import rows_per_source, show_slack, summary
 
+    started = time.monotonic()
+    out = console()
     workdir = VAR / "demo"
-    print("starting the sandbox: a generated company in fake Salesforce and HubSpot, and a fake Slack ...", flush=True)
+    out.print("starting the sandbox: a generated company in fake Salesforce and HubSpot, and a fake Slack ...")
     box = _start_sandbox("small", 1, VAR / "sandbox")
     try:
         db = workdir / "warehouse.db"
@@ -551,30 +557,42 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
             stale.unlink()
         os.environ.update(box.env())
         os.environ["SALESPULSE_DATABASE__URL"] = f"sqlite:///{db}"
-        demo_settings = load_settings(args.config)
-        print(f"syncing both CRMs into {db} ...", flush=True)
-        code = cmd_sync(argparse.Namespace(source=None, full=False), demo_settings)
-        status = warehouse_status(open_warehouse(demo_settings.database.url))
-        print("\nwarehouse after the sync:")
-        for name in ("reps", "stages", "leads", "opportunities", "stage_changes", "activities", "quotas", "quarantine"):
-            print(f"  {name:<16} {status.row_counts[name]:>8,}")
-        print(
-            f"\nplanted problems to find: {', '.join(sorted(box.truth.problems))} "
-            f"(ground truth: {box.company_dir / 'ground_truth.json'})"
+        os.environ["SALESPULSE_RULES__PATHS"] = str(Path(__file__).resolve().parent / "rules.d")
+        os.environ["SALESPULSE_SLACK__POST_INTERVAL_S"] = "0"  # the fake Slack does not rate-limit
+        settings = load_settings(args.config)
+        out.print(f"syncing both CRMs into {db} ...")
+        code = cmd_sync(argparse.Namespace(source=None, full=False), settings)
+        engine = open_warehouse(settings.database.url)
+        # The company was generated up to the end of its anchor day: judge it as of then.
+        now = datetime.fromisoformat(box.truth.generator["anchor_end"].replace("Z", "+00:00"))
+        rules = _rules(settings, engine, None)
+        out.print(f"checking {len(rules)} rules of the default pack as of {now:%Y-%m-%d %H:%M}Z ...")
+        evaluations = evaluate_rules(rules, engine, settings.company, now)
+        process(evaluations, {r.id: r for r in rules}, engine, settings, now)
+        slack = SlackTransport.from_settings(settings.slack)
+        delivered = flush(engine, slack, utc_now(), pacing_for(settings.slack))
+        with engine.connect() as conn:
+            where = standing(Warehouse(conn, settings.company), now)
+        digests = plan_digests(
+            where, open_alerts(engine), settings.slack, team_weight=settings.slack.digest_team_weight
         )
-        print("rule checks and Slack alerts are not built yet; nothing was posted to Slack.")
-        print(f"demo finished at {utc_now():%Y-%m-%d %H:%M:%S}Z")
-        return code
+        post_digest(digests, slack, settings.secret_values())
+        out.print(f"delivered {delivered.sent} alert message(s) and {len(digests)} digest(s) to the sandbox Slack\n")
+        shown = show_slack(box.slack, out, workdir)
+        summary(
+            out,
+            rows=rows_per_source(engine),
+            evaluations=evaluations,
+            shown=shown,
+            database=db,
+            ground_truth=box.company_dir / "ground_truth.json",
+            as_of=now.date(),
+            seconds=time.monotonic() - started,
+        )
+        failed = [e.rule_id for e in evaluations if e.error]
+        return code or (1 if failed or delivered.stopped else 0)
     finally:
         box.stop()
-
-
-def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
-    def run(_args: argparse.Namespace, _settings: Settings) -> int:
-        print(f"error: '{name}' {NOT_BUILT}", file=sys.stderr)
-        return 1
-
-    return run
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {

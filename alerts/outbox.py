@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, and_, func, or_, select, update
 
 from alerts.slack import SlackRefused, SlackTransport, SlackUnavailable
+from models.settings import SlackSettings
 from models.tables import notifications
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,17 @@ class Pacing:
     in_flight_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+
+
+def pacing_for(slack: SlackSettings) -> Pacing:
+    """The pacing the settings ask for. A post is in flight for at most its request timeout, three
+    times over (slack-sdk retries a rate-limited post twice), plus the Retry-After waits."""
+    return Pacing(
+        post_interval_s=slack.post_interval_s,
+        retry_base_s=slack.retry_base_s,
+        retry_max_s=slack.retry_max_s,
+        in_flight_s=3 * slack.timeout_s + 10,
+    )
 
 
 def flush(engine: Engine, slack: SlackTransport, now: datetime, pacing: Pacing | None = None) -> FlushResult:

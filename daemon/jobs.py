@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from alerts.outbox import FlushResult, Pacing, flush
+from alerts.digest import plan_digests, post_digest
+from alerts.outbox import FlushResult, flush, pacing_for
 from alerts.pipeline import process
+from alerts.report import open_alerts
 from alerts.slack import SlackTransport
 from connectors.registry import build_connector
 from daemon.metrics import Metrics
@@ -25,7 +27,8 @@ from models.clock import Clock
 from models.inventory import source_synced_at
 from models.settings import Settings
 from rules.check import evaluate_rules
-from rules.model import Rule
+from rules.model import Rule, Warehouse
+from rules.standing import standing
 from sync.engine import SyncEngine
 from sync.progress import StreamProgress
 from sync.quota_file import load_quota_file
@@ -98,14 +101,9 @@ class Jobs:
         if rule is None:
             return Outcome("skipped", {"rule": rule_id}, "the rule is no longer in the rule files")
         counts: dict[str, Any] = {"rule": rule_id}
-        stale = self._stale(rule)
-        for source in stale:  # sync first; the check goes on only if that made the data fresh
-            if self.stop.is_set():
-                return Outcome("skipped", counts, "the daemon is stopping")
-            self.sync(source)
-        stale = self._stale(rule)
-        if stale:
-            return Outcome("skipped", counts, self._stale_reason(stale))
+        not_fresh = self._freshen([s for s in (rule.scope.sources or self.sources) if s in self.sources])
+        if not_fresh:
+            return Outcome("skipped", counts, not_fresh)
         now = self.clock()
         started = time.monotonic()
         evaluations = evaluate_rules([rule], self.engine, self.settings.company, now)
@@ -126,13 +124,8 @@ class Jobs:
 
     def flush(self) -> Outcome:
         """Deliver what the outbox holds (whoever queued it); an outage leaves it for the next run."""
-        slack = self.settings.slack
-        # A post is in flight for at most its request timeout, three times over (slack-sdk retries a
-        # rate-limited post twice), plus the Retry-After waits.
-        in_flight = 3 * slack.timeout_s + 10
-        pacing = Pacing(slack.post_interval_s, slack.retry_base_s, slack.retry_max_s, in_flight_s=in_flight)
         with self._flushing:
-            result: FlushResult = flush(self.engine, self.slack, self.clock(), pacing)
+            result: FlushResult = flush(self.engine, self.slack, self.clock(), pacing_for(self.settings.slack))
         counts = {"sent": result.sent, "found_posted": result.found_posted, "updated": result.updated}
         counts |= {"failed": result.failed, "retrying": result.retrying, "deferred": result.deferred}
         if result.stopped:
@@ -148,9 +141,30 @@ class Jobs:
         """One flush at a time: a check's own flush and the outbox job must not post the same row twice."""
         return threading.Lock()
 
-    def _stale(self, rule: Rule) -> dict[str, datetime | None]:
-        """The sources a rule reads whose last complete sync is older than ``rules.max_data_age``."""
-        wanted = [s for s in (rule.scope.sources or self.sources) if s in self.sources]
+    def digest(self) -> Outcome:
+        """The team digest (standing against quota, open alerts, chart) to each team's channel."""
+        not_fresh = self._freshen(self.sources)
+        if not_fresh:
+            return Outcome("skipped", {}, not_fresh)
+        now = self.clock()
+        with self.engine.connect() as conn:
+            where = standing(Warehouse(conn, self.settings.company), now)
+        slack = self.settings.slack
+        digests = plan_digests(where, open_alerts(self.engine), slack, team_weight=slack.digest_team_weight)
+        n = post_digest(digests, self.slack, self.settings.secret_values())
+        return Outcome("ok", {"channels": n, "reps": len(where.reps), "teams": len(where.teams)})
+
+    def _freshen(self, sources: list[str]) -> str | None:
+        """Sync the sources whose data is older than ``rules.max_data_age``; the reason if still stale."""
+        for source in self._stale(sources):
+            if self.stop.is_set():
+                return "the daemon is stopping"
+            self.sync(source)
+        stale = self._stale(sources)
+        return self._stale_reason(stale) if stale else None
+
+    def _stale(self, wanted: list[str]) -> dict[str, datetime | None]:
+        """The sources whose last complete sync is older than ``rules.max_data_age``."""
         with self.engine.connect() as conn:
             synced = source_synced_at(conn)
         oldest = self.clock() - timedelta(minutes=self.settings.rules.max_data_age)

@@ -42,6 +42,7 @@ from models.clock import Clock
 from models.errors import ConfigError, SalespulseError
 from models.settings import Settings
 from models.tables import daemon_instances
+from rules.schedule import cron_trigger
 
 log = logging.getLogger("salespulse.daemon")
 
@@ -72,6 +73,7 @@ class Daemon:
         self.endpoint: Endpoint | None = None
         self._lock = threading.Lock()
         self._quotas_dirty = False
+        self._schedule_fixed_jobs()
 
     # -- set-up ------------------------------------------------------------------------
     def add_job(self, job_id: str, kind: str, trigger: Any, work: Callable[[], Outcome], **kw: Any) -> None:
@@ -102,11 +104,17 @@ class Daemon:
             trigger = IntervalTrigger(seconds=every.total_seconds())
             self.add_job(f"sync:{source}", "sync", trigger, partial(self.jobs.sync, source))
         self.add_job("outbox", "outbox", IntervalTrigger(seconds=self.service.outbox_interval_s), self.jobs.flush)
+        try:
+            digest = cron_trigger(self.service.digest_schedule, self.settings.company.timezone)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{exc}; expected a cron line such as '0 8 * * 1'", source="settings", key="service.digest_schedule"
+            ) from None
+        self.add_job("digest", "digest", digest, self.jobs.digest)
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
-        self._schedule_fixed_jobs()
         if self.service.http_port:
             self.endpoint = Endpoint(self.service.http_port, self.metrics.registry, self.health).start()
         self.scheduler.start(paused=True)
