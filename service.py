@@ -538,7 +538,6 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
     from alerts.pipeline import process
     from alerts.report import open_alerts
     from alerts.slack import SlackTransport
-    from models.clock import utc_now
     from models.database import open_warehouse
     from rules.check import evaluate_rules
     from rules.model import Warehouse
@@ -570,7 +569,7 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
         evaluations = evaluate_rules(rules, engine, settings.company, now)
         process(evaluations, {r.id: r for r in rules}, engine, settings, now)
         slack = SlackTransport.from_settings(settings.slack)
-        delivered = flush(engine, slack, utc_now(), pacing_for(settings.slack))
+        delivered = flush(engine, slack, now, pacing_for(settings.slack))  # the queue's clock: as of the check
         with engine.connect() as conn:
             where = standing(Warehouse(conn, settings.company), now)
         digests = plan_digests(
