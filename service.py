@@ -287,7 +287,8 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import os
     from functools import partial
 
     from connectors.registry import enabled_sources
@@ -297,6 +298,7 @@ def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
     from models.clock import utc_now
     from models.database import open_warehouse
     from models.logs import configure_logging
+    from models.settings import config_path_from
 
     configure_logging(settings.log.level, settings.secret_values(), style="readable" if sys.stderr.isatty() else "json")
     if settings.log.level != "DEBUG":
@@ -307,6 +309,8 @@ def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
         Watched("rule files", lambda: watched_rule_files(rule_paths), partial(load_and_schedule, daemon)),
         required=True,
     )
+    config = config_path_from(args.config, os.environ)
+    daemon.watch(Watched("channel map", lambda: [config], partial(daemon.reload_channel_map, config)), required=True)
     if settings.quotas.path is not None:
         # Not required at start: the reps it names may arrive with the first sync.
         quota_path = settings.quotas.path

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from alerts.digest import plan_digests, post_digest
 from alerts.outbox import FlushResult, flush, pacing_for
@@ -24,8 +24,10 @@ from alerts.slack import SlackTransport
 from connectors.registry import build_connector
 from daemon.metrics import Metrics
 from models.clock import Clock
+from models.errors import ConfigError
 from models.inventory import source_synced_at
 from models.settings import Settings
+from models.tables import reps
 from rules.check import evaluate_rules
 from rules.model import Rule, Warehouse
 from rules.standing import standing
@@ -183,7 +185,11 @@ class Jobs:
     def load_quotas(self) -> str:
         """The admins' quota file into the warehouse (all lines or none); raises QuotaFileError to refuse."""
         path = self.settings.quotas.path
-        assert path is not None  # only watched when set
+        if path is None:
+            raise ConfigError("no quota file is set", source="settings", key="quotas.path")
         with self.engine.begin() as conn:
+            if conn.execute(select(func.count()).select_from(reps)).scalar_one() == 0:
+                # Every line would be 'unknown rep': one line saying why is enough.
+                raise ConfigError("no reps synced yet; the file is loaded after the first sync", source=str(path))
             n = load_quota_file(conn, path, self.settings.company, self.clock())
         return f"{n} quota line(s) stored"

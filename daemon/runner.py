@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -40,7 +41,7 @@ from daemon.metrics import Metrics
 from daemon.watch import Watched
 from models.clock import Clock
 from models.errors import ConfigError, SalespulseError
-from models.settings import Settings
+from models.settings import Settings, load_settings
 from models.tables import daemon_instances
 from rules.schedule import cron_trigger
 
@@ -96,6 +97,27 @@ class Daemon:
                 f"{watched.name} refused at start: " + " | ".join(watched.refused.problems),
                 source=", ".join(str(p) for p in watched.files()),
             )
+
+    def reload_channel_map(self, config: Path) -> str:
+        """Re-read the settings file and put its ``[slack] team_channels`` in use (the channel map).
+
+        Other settings are read at start only: a change to them is logged as waiting for a restart.
+        """
+        fresh = load_settings(config)
+        running = self.settings.model_dump(exclude={"slack": {"team_channels"}})
+        changed = [
+            name
+            for name, value in fresh.model_dump(exclude={"slack": {"team_channels"}}).items()
+            if running[name] != value
+        ]
+        if changed:
+            log.warning(
+                "settings changed in [%s]: applied at the next restart (only [slack] team_channels is reloaded)",
+                ", ".join(changed),
+                extra={"fields": {"event": "restart_needed", "sections": ",".join(changed)}},
+            )
+        self.settings.slack.team_channels = fresh.slack.team_channels
+        return f"{len(fresh.slack.team_channels)} team channel(s)"
 
     def _schedule_fixed_jobs(self) -> None:
         """A sync per source at its interval, and the outbox at its own (rule checks come from the rule files)."""
