@@ -30,7 +30,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon.health import Health, check_health
@@ -48,6 +48,7 @@ from rules.schedule import cron_trigger
 log = logging.getLogger("salespulse.daemon")
 
 TICK_S = 0.5
+STATUS_KEPT = timedelta(days=7)
 
 
 class Daemon:
@@ -193,7 +194,10 @@ class Daemon:
             if force:
                 self._quotas_dirty = False
             before = watched.state()
-            watched.poll(now, force=force)
+            try:
+                watched.poll(now, force=force)
+            except (SQLAlchemyError, SalespulseError) as exc:
+                log.warning("%s not checked: %s; trying again at the next poll", watched.name, str(exc).splitlines()[0])
             changed |= watched.state() != before
             self.metrics.refused.labels(watched.name).set(1 if watched.refused else 0)
         return changed
@@ -263,6 +267,9 @@ class Daemon:
         values = {"role": role, "seen_at": now, "state": json.dumps(self.state(), default=str)}
         try:
             with self.engine.begin() as conn:
+                conn.execute(  # rows of daemons gone for a week are history nobody reads
+                    delete(daemon_instances).where(daemon_instances.c.seen_at < now - STATUS_KEPT)
+                )
                 changed = conn.execute(
                     update(daemon_instances).where(daemon_instances.c.holder == self.lease.holder).values(**values)
                 ).rowcount

@@ -81,12 +81,15 @@ class Watched:
         current = fingerprint(self.files())
         if current == self.fingerprint and not force:
             return False
-        self.fingerprint = current
+        previous, self.fingerprint = self.fingerprint, current
         try:
             summary = self.apply()
         except ConfigError as exc:
             self._refuse(Refusal(now, tuple(problems_of(exc))))
             return False
+        except Exception:
+            self.fingerprint = previous  # not the files' fault (the database is down...): look again next time
+            raise
         first = self.loaded_at is None
         self.loaded_at, self.summary, self.refused = now, summary, None
         log.info(

@@ -100,3 +100,21 @@ def test_fingerprint_sees_every_change_in_a_folder(tmp_path: Path, change: str) 
     else:
         (folder / "b.yaml").rename(folder / "d.yaml")
     assert fingerprint(files()) != before
+
+
+def test_a_failure_that_is_not_the_files_fault_is_retried(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.txt"
+    path.write_text("1\n")
+    calls = []
+
+    def apply() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("database down")
+        return "ok"
+
+    watched = Watched("numbers", lambda: [path], apply)
+    with pytest.raises(ConnectionError):
+        watched.poll(T0)
+    assert watched.poll(T0 + timedelta(seconds=5))  # same files, looked at again
+    assert watched.refused is None
