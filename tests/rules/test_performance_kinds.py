@@ -4,6 +4,7 @@ PostgreSQL): the edge cases a sales team runs into, one story per test."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -316,3 +317,14 @@ def test_coverage_fires_only_with_corroboration(
         assert found[0].value == pytest.approx(pipeline / (100_000 - won_amount), rel=1e-3)
         assert found[0].details["corroborated_by"][0] == "behind_pace"
         assert found[0].sample_size == 1
+
+
+def test_the_packs_rule_tests_pass() -> None:
+    """rules.d/tests/performance.yaml, as `rules test` runs it."""
+    from rules.ruletest import format_run, run_rule_tests
+
+    root = Path(__file__).resolve().parents[2]
+    result = run_rule_tests([root / "rules.d" / "tests" / "performance.yaml"])
+    assert not result.problems, result.problems
+    lines = format_run(result)
+    assert lines[-1].endswith("0 failed"), "\n".join(lines)
