@@ -47,7 +47,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Literal
 
+from pydantic import Field
 from scipy.stats import norm
 from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -57,6 +59,7 @@ from rules.asof import alive_at, open_deals_at
 from rules.model import Scope, Warehouse
 from rules.periods import Period, local_day
 from rules.scoping import pipeline_condition, rep_condition, source_condition
+from rules.verdicts import KindParams
 
 Z80 = float(norm.ppf(0.9))  # two-sided 80 % interval of a normal
 
@@ -386,3 +389,29 @@ def measure_period(
             team.deals_won += m.deals_won
             team.pipeline.add(m.pipeline)
     return Standings(period, now, elapsed, reps_out, teams)
+
+
+class MeasureParams(KindParams):
+    """The params of every kind that reads this measurement (their defaults are the digest's)."""
+
+    period: Literal["month", "quarter", "year"] = "quarter"
+    min_elapsed: float = Field(0.15, ge=0, le=1)  # share of the period before pace is judged
+    ramp_days: int = Field(90, ge=0)  # reps hired this recently get a ramped quota; 0: no ramp
+    win_rate_days: int = Field(365, ge=30)  # stage win rates from deals closed in this many days
+    min_history: int = Field(20, ge=1)  # closed deals that left a stage before its own win rate is used
+    teams: bool = True  # judge teams (the sum of their reps) too
+    # The projection counts existing deals only: with fewer open deals closing in the period it
+    # speaks of deals not created yet, not of the subject, and stays silent.
+    min_projection_deals: int = Field(5, ge=1)
+
+
+def measure_rule(warehouse: Warehouse, period: Period, now: datetime, scope: Scope, params: MeasureParams) -> Standings:
+    return measure_period(
+        warehouse,
+        period,
+        now,
+        scope=scope,
+        ramp_days=params.ramp_days,
+        win_rate_days=params.win_rate_days,
+        min_history=params.min_history,
+    )
