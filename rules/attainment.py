@@ -16,14 +16,10 @@ As of an instant T (``now``), from what the warehouse keeps:
 - amounts are today's ``amount_reporting`` (past amounts and past owners are not kept).
 
 Open pipeline of a period: deals open at T whose close date at T lies in the period.
-Historical win rate of a stage s (not the CRM's probability field), over deals closed in the
-``win_rate_days`` before T::
-
-    p(s) = won deals that left s / closed deals that left s
-
-falling back to the pipeline's overall rate (won / closed) when fewer than ``min_history``
-closed deals left s. Projection of a rep's won amount at period end (deals closing in the
-period, each won independently with p of its stage at T)::
+Historical win rate p(s) of a stage: :mod:`rules.win_rates` (the stage moves of the
+``win_rate_days`` before T read as an absorbing Markov chain). Projection of a rep's won
+amount at period end (deals closing in the period, each won independently with p of its
+stage at T)::
 
     projected = won + sum(a_i * p_i)            sd = sqrt(sum(a_i^2 * p_i * (1 - p_i)))
     80 % interval = [max(won, projected - z * sd), min(won + sum(a_i), projected + z * sd)],
@@ -51,15 +47,16 @@ from typing import Literal
 
 from pydantic import Field
 from scipy.stats import norm
-from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select
+from sqlalchemy import Float, and_, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from models.tables import opportunities, quotas, reps, stage_changes
+from models.tables import opportunities, quotas, reps
 from rules.asof import alive_at, open_deals_at
 from rules.model import Scope, Warehouse
 from rules.periods import Period, local_day
 from rules.scoping import pipeline_condition, rep_condition, source_condition
 from rules.verdicts import KindParams
+from rules.win_rates import WinRates, win_rates
 
 Z80 = float(norm.ppf(0.9))  # two-sided 80 % interval of a normal
 
@@ -214,26 +211,6 @@ def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope
 
 
 @dataclass(frozen=True)
-class WinRates:
-    """Historical win rate per (source, pipeline, stage), with the pipeline's overall rate behind it."""
-
-    by_stage: dict[tuple[str, str, str], tuple[int, int]]  # (won, closed)
-    by_pipeline: dict[tuple[str, str], tuple[int, int]]
-    min_history: int
-
-    def rate(self, source: str, pipeline: str, stage: str) -> float:
-        won, closed = self.by_stage.get((source, pipeline, stage), (0, 0))
-        if closed >= self.min_history:
-            return won / closed
-        won, closed = self.by_pipeline.get((source, pipeline), (0, 0))
-        if closed >= self.min_history:
-            return won / closed
-        won = sum(w for w, _ in self.by_pipeline.values())
-        closed = sum(c for _, c in self.by_pipeline.values())
-        return won / closed if closed else 0.0
-
-
-@dataclass(frozen=True)
 class DealSizes:
     """Won deal amounts over the trailing window, company-wide: the yardstick of chance."""
 
@@ -270,36 +247,6 @@ def deal_sizes(warehouse: Warehouse, now: datetime, days: int) -> DealSizes:
     if not n:
         return DealSizes(0, 0.0, 0.0)
     return DealSizes(int(n), float(total) / n, float(squares) / n)
-
-
-def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
-    o, sc = opportunities.c, stage_changes.c
-    today = local_day(now, warehouse.company)
-    moment = closed_moment()
-    closed_in_window = and_(
-        o.is_closed.is_(True),
-        alive_at(opportunities, now),
-        o.close_date > today - timedelta(days=days),
-        o.close_date <= today,
-        or_(moment.is_(None), moment <= now),
-    )
-    won_id = case((o.is_won.is_(True), o.id))
-    stage_rows = warehouse.conn.execute(
-        select(o.source, o.pipeline, sc.from_stage, func.count(distinct(won_id)), func.count(distinct(o.id)))
-        .select_from(opportunities.join(stage_changes, sc.opportunity_id == o.id))
-        .where(closed_in_window, sc.from_stage.is_not(None), sc.changed_at <= now)
-        .group_by(o.source, o.pipeline, sc.from_stage)
-    )
-    pipeline_rows = warehouse.conn.execute(
-        select(o.source, o.pipeline, func.count(won_id), func.count())
-        .where(closed_in_window)
-        .group_by(o.source, o.pipeline)
-    )
-    return WinRates(
-        {(s, p, st): (int(w), int(n)) for s, p, st, w, n in stage_rows},
-        {(s, p): (int(w), int(n)) for s, p, w, n in pipeline_rows},
-        min_history,
-    )
 
 
 def open_pipeline_by_rep(
