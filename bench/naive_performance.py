@@ -138,6 +138,14 @@ class Company:
                     moves[(c.source, c.from_stage, c.to_stage)] += 1
         return solve(self.rows.stages, moves, min_history).rate
 
+    def close_at(self, d: Any) -> date | None:
+        """The deal's close date at T: the old date of its first close-date change after T, if modified since."""
+        if (d.updated_at or d.synced_at) > self.t:
+            later = [c for c in self.rows.pushes.get(d.id, []) if c.changed_at > self.t]
+            if later and later[0].old_date is not None:
+                return later[0].old_date
+        return d.close_date
+
     def open_at_t(self) -> list[tuple[Any, str, date | None]]:
         """(deal, stage at T, close date at T) of every deal open at T."""
         out = []
@@ -154,11 +162,7 @@ class Company:
                 stage = before[-1].to_stage if before else (history[0].from_stage if history else None) or d.stage
                 if (d.source, d.pipeline, stage) in self.rows.closed_stages:
                     continue
-            close = d.close_date
-            if (d.updated_at or d.synced_at) > self.t:
-                later = [c for c in self.rows.pushes.get(d.id, []) if c.changed_at > self.t]
-                close = later[0].old_date if later and later[0].old_date is not None else close
-            out.append((d, stage, close))
+            out.append((d, stage, self.close_at(d)))
         return out
 
     def tallies(
@@ -181,9 +185,9 @@ class Company:
             reps_out[rep.id].quota = q  # type: ignore[assignment]
         for d in self.rows.deals:
             tally = reps_out.get(d.owner_id)
-            if tally is None or not d.is_won or not _alive(d, self.t) or d.close_date is None:
+            if tally is None or not d.is_won or not _alive(d, self.t) or self.close_at(d) is None:
                 continue
-            if period.start <= d.close_date <= min(period.end, self.today) and _closed_by(d, self.t):
+            if period.start <= self.close_at(d) <= min(period.end, self.today) and _closed_by(d, self.t):
                 tally.won += float(d.amount_reporting or 0)
                 tally.deals_won += 1
         rate = self.win_rates(win_rate_days, min_history)
@@ -277,7 +281,8 @@ def peer_outlier(rule: Rule, rows: Rows, t: datetime, company: CompanySettings) 
                 values[d.owner_id][2] += 1
     else:
         for d in rows.deals:
-            if not (d.is_closed and _alive(d, t) and d.close_date and first <= d.close_date <= today):
+            close = world.close_at(d)
+            if not (d.is_closed and _alive(d, t) and close and first <= close <= today):
                 continue
             if not _closed_by(d, t):
                 continue

@@ -51,7 +51,7 @@ from sqlalchemy import Float, and_, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.tables import opportunities, quotas, reps
-from rules.asof import alive_at, open_deals_at
+from rules.asof import alive_at, close_date_at, open_deals_at
 from rules.model import Scope, Warehouse
 from rules.periods import Period, local_day
 from rules.scoping import pipeline_condition, rep_condition, source_condition
@@ -184,6 +184,29 @@ def closed_moment() -> ColumnElement[datetime]:
     return func.coalesce(o.stage_entered_at, o.closed_at)
 
 
+def closed_between(first: date, last: date, now: datetime) -> ColumnElement[bool]:
+    """Deals closed by ``now`` (and not deleted then) whose close date at ``now`` lies in [first, last].
+
+    The close date at ``now`` (:func:`rules.asof.close_date_at`), not today's: a won deal whose
+    close date was moved since must count where it stood. A deal not modified since ``now``
+    is read from its row (by the (is_closed, close_date) index); only the others go to history.
+    """
+    o = opportunities.c
+    moment = closed_moment()
+    changed_since = func.coalesce(o.updated_at, o.synced_at) > now
+    at = close_date_at(opportunities, now)
+    return and_(
+        o.is_closed.is_(True),
+        alive_at(opportunities, now),
+        or_(moment.is_(None), moment <= now),
+        or_(
+            and_(o.close_date >= first, o.close_date <= last),
+            and_(changed_since, at >= first, at <= last),
+        ),
+        or_(~changed_since, and_(at >= first, at <= last)),
+    )
+
+
 def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope) -> dict[str, tuple[float, int]]:
     """Won amount and deal count per owner: close date (the CRM's business day) in the period, closed by ``now``.
 
@@ -194,15 +217,11 @@ def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope
     today = local_day(now, warehouse.company)
     if today < period.start:
         return {}
-    moment = closed_moment()
     rows = warehouse.conn.execute(
         select(o.owner_id, func.sum(o.amount_reporting), func.count())
         .where(
-            o.close_date >= period.start,
-            o.close_date <= min(period.end, today),
+            closed_between(period.start, min(period.end, today), now),
             o.is_won.is_(True),
-            alive_at(opportunities, now),
-            or_(moment.is_(None), moment <= now),
             deal_scope(scope),
         )
         .group_by(o.owner_id)
@@ -233,15 +252,10 @@ class DealSizes:
 def deal_sizes(warehouse: Warehouse, now: datetime, days: int) -> DealSizes:
     o = opportunities.c
     today = local_day(now, warehouse.company)
-    moment = closed_moment()
     amount = cast(o.amount_reporting, Float)
     n, total, squares = warehouse.conn.execute(
         select(func.count(amount), func.sum(amount), func.sum(amount * amount)).where(
-            o.is_won.is_(True),
-            alive_at(opportunities, now),
-            o.close_date > today - timedelta(days=days),
-            o.close_date <= today,
-            or_(moment.is_(None), moment <= now),
+            o.is_won.is_(True), closed_between(today - timedelta(days=days - 1), today, now)
         )
     ).one()
     if not n:
