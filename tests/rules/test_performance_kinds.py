@@ -328,3 +328,18 @@ def test_the_packs_rule_tests_pass() -> None:
     assert not result.problems, result.problems
     lines = format_run(result)
     assert lines[-1].endswith("0 failed"), "\n".join(lines)
+
+
+def test_a_won_deal_counts_where_its_close_date_stood_at_the_instant(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        rep = data.rep("Moved")
+        quota(conn, rep, 100_000)
+        path = [("Negotiation", -30), ("Closed Won", -20)]
+        closes = [(-20, data.at(-20).date()), (-2, date(2026, 7, 10))]  # pushed into Q3 two days ago
+        data.deal(rep, path, amount=40_000, close_dates=closes)
+    with warehouse.connect() as conn:
+        now = standing(Warehouse(conn, CompanySettings()), NOW).reps
+        before = standing(Warehouse(conn, CompanySettings()), NOW - timedelta(days=5)).reps
+    assert [r.won for r in now] == [0]
+    assert [r.won for r in before] == [40_000]
