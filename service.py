@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from models.errors import ConfigError, FatalError, SalespulseError
+from models.errors import ConfigError, FatalError, RuleFileError, SalespulseError
 from models.settings import Settings, load_settings
 
 log = logging.getLogger("salespulse")
@@ -49,9 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="ignore cursors, re-read everything, mark what vanished")
 
     p = sub.add_parser("check", help="evaluate rules and deliver alerts")
-    p.add_argument("--rule", metavar="ID")
-    p.add_argument("--dry-run", action="store_true", help="print alerts; send nothing, change no alert state")
-    p.add_argument("--as-of", metavar="ISO-DATETIME", help="evaluate as of a past instant")
+    p.add_argument("--rule", metavar="ID", help="only this rule (even when disabled)")
+    p.add_argument("--dry-run", action="store_true", help="print the findings; send nothing, change nothing")
+    p.add_argument(
+        "--as-of",
+        metavar="ISO",
+        help="evaluate as of 2026-03-31T09:00:00Z, or a date (00:00 company time)",
+    )
 
     sub.add_parser("run", help="the daemon: scheduled syncs and rule checks until SIGTERM/SIGINT")
 
@@ -61,11 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="schema version, row counts, last sync per stream, alert and outbox state")
 
-    p = sub.add_parser("rules", help="check rule files; run rule unit tests")
+    p = sub.add_parser("rules", help="check rule files; run rule unit tests; back-test rules")
     rsub = p.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=_Parser)
     rsub.required = True
-    for name, text in (("validate", "check rule files"), ("test", "run rule unit tests")):
+    for name, text in (
+        ("validate", "check rule files (default: [rules] paths)"),
+        ("test", "run rule unit tests (default: the tests/ folders beside the rule files)"),
+    ):
         rsub.add_parser(name, help=text).add_argument("paths", nargs="*", metavar="PATH")
+    bt = rsub.add_parser("backtest", help="what each rule would have raised at each past instant")
+    bt.add_argument("--from", dest="start", required=True, metavar="DATE", help="first instant (date or ISO datetime)")
+    bt.add_argument("--to", dest="end", required=True, metavar="DATE", help="last instant (inclusive)")
+    bt.add_argument("--every", default="1w", metavar="DURATION", help="step: 1d, 1w, 12h (default 1w)")
+    bt.add_argument("--rule", metavar="ID", help="only this rule (even when disabled)")
 
     p = sub.add_parser("alerts", help="inspect alerts")
     asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
@@ -107,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         redactor = configure_logging(settings.log.level, settings.secret_values())
         return COMMANDS[args.command](args, settings)
+    except RuleFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in rule files; nothing was done", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -217,6 +234,106 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _rules(settings: Settings, engine, rule_id: str | None, paths: Sequence[Path] = ()):
+    """The rules to run (all, or the one asked for, enabled even if the file disables it), names checked."""
+    from rules.loader import load_rules, warehouse_names
+
+    with engine.connect() as conn:
+        names = warehouse_names(conn)
+    ruleset = load_rules(paths or settings.rules.paths, names=names, timezone=settings.company.timezone)
+    if rule_id is None:
+        return ruleset.rules
+    rule = ruleset.get(rule_id)
+    if rule is None:
+        import difflib
+
+        close = difflib.get_close_matches(rule_id, [r.id for r in ruleset.rules], n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"no rule '{rule_id}'; {hint}see 'rules validate' for the rules", source="--rule")
+    return (rule.model_copy(update={"enabled": True}),)
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from rules.check import evaluate_rules
+    from rules.instants import parse_instant
+    from rules.report import console, print_evaluations
+
+    company = settings.company
+    try:
+        now = parse_instant(args.as_of, company.timezone) if args.as_of else utc_now()
+    except ValueError as exc:
+        return _usage(f"--as-of: {exc}")
+    if not args.dry_run:
+        print(
+            "error: delivering alerts (check without --dry-run) is not built yet; "
+            "'check --dry-run' shows the findings. Nothing was done.",
+            file=sys.stderr,
+        )
+        return 1
+    engine = open_warehouse(settings.database.url)
+    rules = _rules(settings, engine, args.rule)
+    evaluations = evaluate_rules(rules, engine, company, now)
+    print_evaluations(console(), evaluations, now, company.reporting_currency, company.timezone)
+    failed = [e.rule_id for e in evaluations if e.error]
+    if failed:
+        print(f"error: {len(failed)} rule(s) could not be evaluated: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from models.database import open_warehouse
+
+    if args.rules_command == "test":
+        from rules.ruletest import default_test_paths, format_run, run_rule_tests
+
+        paths = [Path(p) for p in args.paths] or default_test_paths(settings.rules.paths)
+        run = run_rule_tests(paths)
+        for line in format_run(run):
+            print(line)
+        for problem in run.problems:
+            print(problem, file=sys.stderr)
+        return 2 if run.problems else 1 if run.failed else 0
+    if args.rules_command == "validate":
+        from rules.loader import load_rules, warehouse_names
+
+        paths = [Path(p) for p in args.paths] or settings.rules.paths
+        try:
+            with open_warehouse(settings.database.url).connect() as conn:
+                names = warehouse_names(conn)
+        except FatalError as exc:
+            print(f"warning: team, stage and rep names not checked: {exc}", file=sys.stderr)
+            names = None
+        ruleset = load_rules(paths, names=names, timezone=settings.company.timezone)
+        checked = "" if names is None or not names.reps else ", names checked against the warehouse"
+        print(f"{len(ruleset.rules)} rule(s) in {len(ruleset.files)} file(s): valid{checked}")
+        return 0
+    from rules.backtest import backtest, backtest_instants
+    from rules.instants import parse_duration, parse_instant
+    from rules.report import console, print_backtest
+
+    tz = settings.company.timezone
+    every = parse_duration(args.every)
+    if every is None:
+        return _usage(f"--every '{args.every}': expected a duration such as 1d, 1w or 12h")
+    try:
+        moments = backtest_instants(parse_instant(args.start, tz), parse_instant(args.end, tz), every)
+    except ValueError as exc:
+        return _usage(str(exc))
+    engine = open_warehouse(settings.database.url)
+    rules = _rules(settings, engine, args.rule)
+    runs = backtest(rules, engine, settings.company, moments)
+    print_backtest(console(), [r.id for r in rules if r.enabled], runs, tz)
+    return 0
+
+
 def _start_sandbox(scale: str, seed: int, workdir: Path):
     from sandbox.company import SCALES
     from sandbox.runner import Sandbox
@@ -290,11 +407,11 @@ def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "demo": cmd_demo,
     "sync": cmd_sync,
-    "check": _not_built("check"),
+    "check": cmd_check,
     "run": _not_built("run"),
     "sandbox": cmd_sandbox,
     "status": cmd_status,
-    "rules": _not_built("rules"),
+    "rules": cmd_rules,
     "alerts": _not_built("alerts"),
     "silence": _not_built("silence"),
     "quotas": cmd_quotas,

@@ -128,7 +128,10 @@ class SyncSettings(_Section):
 
 
 class RulesSettings(_Section):
-    paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules/default.toml")])
+    # Rule files, folders (their *.yaml / *.yml) and globs.
+    paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules.d")])
+    # Minutes: the daemon does not judge data older than this (a stalled sync would look like silence).
+    max_data_age: int = Field(60, ge=1)
 
     _split = field_validator("paths", mode="before")(classmethod(lambda cls, v: _split_list(v)))
 

@@ -101,6 +101,9 @@ class StandingRow:
     pace: float | None  # attainment / share of the period elapsed (1.0 = on pace)
     projected: float | None  # projected attainment at period end
     coverage: float | None  # open pipeline closing in the period / remaining quota
+    projected_low: float | None = None  # 80 % interval of the projected attainment
+    projected_high: float | None = None
+    weighted_coverage: float | None = None  # win-rate-weighted open pipeline / remaining quota
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from models.errors import RuleFileError
+from rules.instants import parse_duration
 from rules.kinds import KINDS
 from rules.model import Kind, Rule
 from rules.names import NameKind, NameOf, WarehouseNames, warehouse_names
@@ -38,8 +38,6 @@ __all__ = ["RuleFileError", "RuleSet", "WarehouseNames", "load_rules", "rule_fil
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
-DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DURATION_KEYS = ("repeat_interval", "keep_firing_for")
 SCOPE_NAMES: dict[str, NameKind] = {
     "teams": "team",
@@ -62,14 +60,6 @@ class RuleSet:
 
     def get(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """'30m', '4h', '1d', '2w' -> timedelta; None when the text is not of that form."""
-    match = DURATION.fullmatch(text)
-    if match is None:
-        return None
-    return timedelta(**{DURATION_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def rule_files(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
@@ -214,7 +204,7 @@ class _FileChecker:
             rule = Rule.model_validate(data)
         except ValidationError as exc:
             for err in exc.errors():
-                path, message, at_key = _describe(err, Rule)
+                path, message, at_key = describe_error(err, Rule)
                 problem(path, message, key=at_key)
         if isinstance(rid, str) and not RULE_ID.fullmatch(rid):
             problem(("id",), "id must be 1-100 letters, digits, '.', '_' or '-' (it is typed in commands)")
@@ -270,7 +260,7 @@ class _FileChecker:
             for err in exc.errors():
                 if err["type"] == "extra_forbidden":
                     continue  # reported above, with suggestions
-                path, message, at_key = _describe(err, model, prefix="params")
+                path, message, at_key = describe_error(err, model, prefix="params")
                 problem(("params", *path), message, key=at_key)
         if self.names is None:
             return
@@ -300,7 +290,7 @@ class _FileChecker:
                     problem(("scope", key, j), f"scope.{key}: {message}")
 
 
-def _describe(err: Any, model: type[BaseModel], prefix: str = "") -> tuple[tuple[str | int, ...], str, bool]:
+def describe_error(err: Any, model: type[BaseModel], prefix: str = "") -> tuple[tuple[str | int, ...], str, bool]:
     """A pydantic error as (path in the file, 'what is wrong, what was expected', points at a key)."""
     loc = tuple(err["loc"])
     at_key = bool(loc) and loc[-1] == "[key]"
@@ -328,13 +318,28 @@ def _accepted_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[
     """The keys accepted at ``path`` inside ``model`` (the rule itself, or its scope / severity)."""
     current: Any = model
     for part in path:
-        fields = getattr(current, "model_fields", {})
-        info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        current = _model_in(current)
+        if isinstance(part, int) or current is None:
+            continue  # a list item: the item's model is found when unwrapping the list type
+        info = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
         if info is None:
             return []
         current = info.annotation
-    fields = getattr(current, "model_fields", {})
-    return [f.alias or name for name, f in fields.items()] if fields else []
+    current = _model_in(current)
+    return [f.alias or name for name, f in current.model_fields.items()] if current else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X``, ``list[X]``, ``X | None``...), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _short(value: Any) -> str:

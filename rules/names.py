@@ -46,13 +46,19 @@ class WarehouseNames:
         known = self.known(kind)
         if not known or name in known:
             return None
-        by_fold = {k.casefold(): k for k in known}
+        by_fold = {k.casefold(): k for k in sorted(known)}
         guess = by_fold.get(name.casefold())
         if guess is None:
-            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-            containing = [k for k in sorted(known) if name.casefold() in k.casefold()]
-            guess = close[0] if close else containing[0] if len(containing) == 1 else None
-        hint = f"did you mean '{guess}'?" if guess else f"expected one of the {len(known)} {kind}s in the warehouse"
+            close = difflib.get_close_matches(name.casefold(), list(by_fold), n=1, cutoff=0.6)
+            containing = [k for k in by_fold if name.casefold() in k]
+            found = close[0] if close else containing[0] if len(containing) == 1 else None
+            guess = by_fold[found] if found else None
+        if guess:
+            hint = f"did you mean '{guess}'?"
+        elif len(known) <= 12:
+            hint = "expected one of: " + ", ".join(sorted(known))
+        else:
+            hint = f"expected one of the {len(known)} {kind}s in the warehouse"
         return f"unknown {kind} '{name}'; {hint}"
 
 

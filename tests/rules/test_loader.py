@@ -231,7 +231,7 @@ NAMES = WarehouseNames(
         ("scope: {teams: [West]}", "4:21: rule 'x': scope.teams: unknown team 'West'; did you mean 'Enterprise West'?"),
         ("scope: {exclude_teams: [smb]}", "scope.exclude_teams: unknown team 'smb'; did you mean 'SMB'?"),
         ("scope: {reps: [Ana Lim]}", "scope.reps: unknown rep 'Ana Lim'; did you mean 'Ana Lima'?"),
-        ("scope: {pipelines: [renewals]}", "unknown pipeline 'renewals'; expected one of the 2 pipelines"),
+        ("scope: {pipelines: [renewals]}", "unknown pipeline 'renewals'; expected one of: 1190011, default"),
         ("params: {stages: [Legal Reveiw]}", "params.stages.0: unknown stage 'Legal Reveiw'; did you mean 'Legal Rev"),
     ],
 )
