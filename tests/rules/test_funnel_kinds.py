@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -144,3 +145,14 @@ def test_conversion_counts_deleted_deals_only_until_their_deletion(warehouse: En
             data.deal(ana, [("Prospecting", -60 - i), ("Closed Lost", -50 + i)], deleted_days=-5)
     assert run(warehouse, "stage_conversion_drop", now=NOW).findings == ()
     assert len(run(warehouse, "stage_conversion_drop", now=data.at(-6)).findings) == 1
+
+
+def test_the_packs_rule_tests_pass() -> None:
+    """rules.d/tests/funnel.yaml, as `rules test` runs it."""
+    from rules.ruletest import format_run, run_rule_tests
+
+    root = Path(__file__).resolve().parents[2]
+    result = run_rule_tests([root / "rules.d" / "tests" / "funnel.yaml"])
+    assert not result.problems, result.problems
+    lines = format_run(result)
+    assert lines[-1].endswith("14 passed, 0 failed"), "\n".join(lines)
