@@ -26,7 +26,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 from scipy.stats import binomtest
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, literal, select
 
 from models.tables import opportunities, reps, stage_changes, stages
 from rules.asof import alive_at, open_deals_at
@@ -121,62 +121,53 @@ class StalledStage:
         fixed = {k.lower(): v for k, v in params.limit_days.items()}
         histograms = self._history(rule, warehouse, now, params)
 
-        d = open_deals_at(now)
-        counts = warehouse.conn.execute(
-            select(d.c.source, d.c.pipeline, d.c.stage, func.count(), func.min(d.c.stage_entered_at))
-            .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(deal_condition(rule.scope, d, reps))
-            .group_by(d.c.source, d.c.pipeline, d.c.stage)
-        ).all()
         limits: dict[tuple[str, str, str], tuple[float, str, int]] = {}  # stage -> (days, basis, history size)
-        notes = []
-        for source, pipeline, api_name, _n, _oldest in counts:
-            stage = known.get((source, pipeline, api_name))
-            label = stage.label if stage else api_name
-            if api_name.lower() in fixed or label.lower() in fixed:
-                limits[(source, pipeline, api_name)] = (
-                    fixed.get(api_name.lower(), fixed.get(label.lower(), 0)),
-                    "fixed",
-                    0,
-                )
+        unjudged: dict[tuple[str, str, str], str] = {}  # stage -> why it cannot be judged
+        for (source, pipeline, api_name), stage in known.items():
+            if api_name.lower() in fixed or stage.label.lower() in fixed:
+                days = fixed.get(api_name.lower(), fixed.get(stage.label.lower(), 0))
+                limits[(source, pipeline, api_name)] = (days, "fixed", 0)
                 continue
-            key = (source, pipeline) + ((api_name,) if params.baseline == "stage" else ())
-            history = histograms.get(key, {})
+            history = histograms.get((source, pipeline) + ((api_name,) if params.baseline == "stage" else ()), {})
             size = sum(history.values())
-            if size < params.min_history:
+            if size >= params.min_history:
+                limits[(source, pipeline, api_name)] = (_percentile(history, params.percentile), "history", size)
+            else:
                 where = "this stage" if params.baseline == "stage" else "a stage of this pipeline"
-                reason = (
+                unjudged[(source, pipeline, api_name)] = (
                     f"not evaluated: {plural(size, 'deal')} left {where} in the last {params.history_days} days, "
                     f"{params.min_history} needed for a p{params.percentile:g} limit"
                 )
-                notes.append(Note(rule.id, self._subject(stage, source, pipeline, api_name), reason))
-                continue
-            limits[(source, pipeline, api_name)] = (_percentile(history, params.percentile), "history", size)
-        if not limits:
-            return Evaluation(rule.id, rule.kind, now, (), tuple(notes))
 
-        cutoff = case(
-            *[
-                (and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a), literal(now - timedelta(days=days)))
-                for (s, p, a), (days, _, _) in limits.items()
-            ],
-            else_=None,
-        )
+        d = open_deals_at(now)
+        # One pass over the open deals: each stage's cutoff instant picked by a CASE (null: no limit).
+        branches = [
+            (and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a), literal(now - timedelta(days=days)))
+            for (s, p, a), (days, _, _) in limits.items()
+        ]
+        stalled = case((d.c.stage_entered_at < case(*branches, else_=None), 1), else_=0) if branches else literal(0)
         stalled_rows = warehouse.conn.execute(
             select(
                 d.c.source,
                 d.c.pipeline,
                 d.c.stage,
                 func.count(),
-                func.sum(case((d.c.stage_entered_at < cutoff, 1), else_=0)),
+                func.sum(stalled),
             )
             .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(deal_condition(rule.scope, d, reps), _any_stage(d, limits))
+            .where(deal_condition(rule.scope, d, reps))
             .group_by(d.c.source, d.c.pipeline, d.c.stage)
         ).all()
+        notes = [
+            Note(rule.id, self._subject(known.get(key), *key), unjudged[key])
+            for key in sorted(tuple(r[:3]) for r in stalled_rows)
+            if key in unjudged
+        ]
         findings = []
         q = 1 - params.percentile / 100
         for source, pipeline, api_name, n, k in sorted(stalled_rows):
+            if (source, pipeline, api_name) not in limits:
+                continue
             n, k = int(n), int(k or 0)
             days, basis, size = limits[(source, pipeline, api_name)]
             if n < params.min_open or k < params.min_stalled:
@@ -251,7 +242,3 @@ class StalledStage:
             )
             for r in rows
         )
-
-
-def _any_stage(d, limits: dict[tuple[str, str, str], tuple[float, str, int]]) -> ColumnElement[bool]:
-    return or_(*(and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a) for s, p, a in limits))
