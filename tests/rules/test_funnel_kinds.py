@@ -134,6 +134,8 @@ def test_conversion_drop_current_window_against_the_year_before(
     assert finding.baseline == pytest.approx(0.8, abs=1e-4)
     assert finding.sample_size == recent_exits
     assert finding.details["p_value"] < 0.001
+    assert len(finding.samples) == 5
+    assert {s.stage for s in finding.samples} == {"Closed Lost"}  # deals that left without moving forward
 
 
 def test_conversion_counts_deleted_deals_only_until_their_deletion(warehouse: Engine) -> None:
