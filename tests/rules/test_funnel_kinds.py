@@ -158,3 +158,21 @@ def test_the_packs_rule_tests_pass() -> None:
     assert not result.problems, result.problems
     lines = format_run(result)
     assert lines[-1].endswith("14 passed, 0 failed"), "\n".join(lines)
+
+
+def test_stalled_stage_per_owner_names_the_rep_whose_deals_sit(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana, ben = data.rep("Ana"), data.rep("Ben", team="Team B")
+        _history(data, ana, 60, 10)
+        stuck = [data.deal(ben, [("Prospecting", -80), ("Proposal", -60)]) for _ in range(10)]
+        for _ in range(10):
+            data.deal(ana, [("Prospecting", -8), ("Proposal", -3)])
+    (finding,) = run(warehouse, "stalled_stage", now=NOW, params={"per_owner": True}).findings
+    assert (finding.subject.type, finding.subject.id, finding.subject.team) == ("rep", ben, "Team B")
+    assert (finding.value, finding.sample_size) == (1.0, 10)
+    assert {s.id for s in finding.samples} <= set(stuck)
+    assert "Ben's 10 open deals in Proposal" in finding.explanation
+    # the stage as a whole: 10 of 20 stalled
+    (stage,) = run(warehouse, "stalled_stage", now=NOW).findings
+    assert (stage.subject.name, stage.value) == ("Proposal", 0.5)
