@@ -9,6 +9,7 @@ pack uses is implemented (no scope).
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import defaultdict
@@ -28,6 +29,7 @@ from rules.kinds import quota_attainment as attainment
 from rules.model import Rule
 from rules.periods import Period, local_day, period_of
 from rules.verdicts import grade, tiers
+from rules.win_rates import StageRow, solve
 
 Verdict = tuple[str, str, float]  # subject id, severity, value
 Z80 = norm.ppf(0.9)
@@ -43,7 +45,11 @@ class Rows:
     activities: list[Any]
     quotas: list[Any]
     reps: list[Any]
-    closed_stages: set[tuple[str, str, str]]
+    stages: list[StageRow]
+
+    @functools.cached_property
+    def closed_stages(self) -> set[tuple[str, str, str]]:
+        return {(s.source, s.pipeline, s.api_name) for s in self.stages if s.is_closed}
 
     @classmethod
     def load(cls, conn: Connection) -> Rows:
@@ -63,7 +69,7 @@ class Rows:
             list(conn.execute(select(a.rep_id, a.occurred_at, a.deleted_at))),
             list(conn.execute(select(quotas))),
             list(conn.execute(select(reps))),
-            {(s.source, s.pipeline, s.api_name) for s in conn.execute(select(stages)) if s.is_closed},
+            [StageRow(s.source, s.pipeline, s.api_name, s.is_closed, s.is_won) for s in conn.execute(select(stages))],
         )
 
 
@@ -120,32 +126,25 @@ class Company:
         return out
 
     def win_rates(self, days: int, min_history: int) -> Callable[[str, str, str], float]:
-        by_stage: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        by_pipeline: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        first = self.today - timedelta(days=days)
-        for d in self.rows.deals:
-            if not (d.is_closed and _alive(d, self.t) and d.close_date and first < d.close_date <= self.today):
+        """Stage moves of the window counted in Python, then the same chain (rules/win_rates.py)."""
+        since = self.t - timedelta(days=days)
+        deleted = {d.id for d in self.rows.deals if d.deleted_at is not None and d.deleted_at <= self.t}
+        moves: dict[tuple[str, str, str], int] = defaultdict(int)
+        for deal_id, history in self.rows.changes.items():
+            if deal_id in deleted:
                 continue
-            if not _closed_by(d, self.t):
-                continue
-            by_pipeline[(d.source, d.pipeline)][0] += bool(d.is_won)
-            by_pipeline[(d.source, d.pipeline)][1] += 1
-            left = {c.from_stage for c in self.rows.changes.get(d.id, ()) if c.from_stage and c.changed_at <= self.t}
-            for stage in left:
-                by_stage[(d.source, d.pipeline, stage)][0] += bool(d.is_won)
-                by_stage[(d.source, d.pipeline, stage)][1] += 1
+            for c in history:
+                if c.from_stage is not None and since < c.changed_at <= self.t:
+                    moves[(c.source, c.from_stage, c.to_stage)] += 1
+        return solve(self.rows.stages, moves, min_history).rate
 
-        def rate(source: str, pipeline: str, stage: str) -> float:
-            won, n = by_stage.get((source, pipeline, stage), (0, 0))
-            if n >= min_history:
-                return won / n
-            won, n = by_pipeline.get((source, pipeline), (0, 0))
-            if n >= min_history:
-                return won / n
-            won, n = sum(v[0] for v in by_pipeline.values()), sum(v[1] for v in by_pipeline.values())
-            return won / n if n else 0.0
-
-        return rate
+    def close_at(self, d: Any) -> date | None:
+        """The deal's close date at T: the old date of its first close-date change after T, if modified since."""
+        if (d.updated_at or d.synced_at) > self.t:
+            later = [c for c in self.rows.pushes.get(d.id, []) if c.changed_at > self.t]
+            if later and later[0].old_date is not None:
+                return later[0].old_date
+        return d.close_date
 
     def open_at_t(self) -> list[tuple[Any, str, date | None]]:
         """(deal, stage at T, close date at T) of every deal open at T."""
@@ -163,11 +162,7 @@ class Company:
                 stage = before[-1].to_stage if before else (history[0].from_stage if history else None) or d.stage
                 if (d.source, d.pipeline, stage) in self.rows.closed_stages:
                     continue
-            close = d.close_date
-            if (d.updated_at or d.synced_at) > self.t:
-                later = [c for c in self.rows.pushes.get(d.id, []) if c.changed_at > self.t]
-                close = later[0].old_date if later and later[0].old_date is not None else close
-            out.append((d, stage, close))
+            out.append((d, stage, self.close_at(d)))
         return out
 
     def tallies(
@@ -190,9 +185,9 @@ class Company:
             reps_out[rep.id].quota = q  # type: ignore[assignment]
         for d in self.rows.deals:
             tally = reps_out.get(d.owner_id)
-            if tally is None or not d.is_won or not _alive(d, self.t) or d.close_date is None:
+            if tally is None or not d.is_won or not _alive(d, self.t) or self.close_at(d) is None:
                 continue
-            if period.start <= d.close_date <= min(period.end, self.today) and _closed_by(d, self.t):
+            if period.start <= self.close_at(d) <= min(period.end, self.today) and _closed_by(d, self.t):
                 tally.won += float(d.amount_reporting or 0)
                 tally.deals_won += 1
         rate = self.win_rates(win_rate_days, min_history)
@@ -286,7 +281,8 @@ def peer_outlier(rule: Rule, rows: Rows, t: datetime, company: CompanySettings) 
                 values[d.owner_id][2] += 1
     else:
         for d in rows.deals:
-            if not (d.is_closed and _alive(d, t) and d.close_date and first <= d.close_date <= today):
+            close = world.close_at(d)
+            if not (d.is_closed and _alive(d, t) and close and first <= close <= today):
                 continue
             if not _closed_by(d, t):
                 continue

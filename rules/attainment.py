@@ -16,14 +16,10 @@ As of an instant T (``now``), from what the warehouse keeps:
 - amounts are today's ``amount_reporting`` (past amounts and past owners are not kept).
 
 Open pipeline of a period: deals open at T whose close date at T lies in the period.
-Historical win rate of a stage s (not the CRM's probability field), over deals closed in the
-``win_rate_days`` before T::
-
-    p(s) = won deals that left s / closed deals that left s
-
-falling back to the pipeline's overall rate (won / closed) when fewer than ``min_history``
-closed deals left s. Projection of a rep's won amount at period end (deals closing in the
-period, each won independently with p of its stage at T)::
+Historical win rate p(s) of a stage: :mod:`rules.win_rates` (the stage moves of the
+``win_rate_days`` before T read as an absorbing Markov chain). Projection of a rep's won
+amount at period end (deals closing in the period, each won independently with p of its
+stage at T)::
 
     projected = won + sum(a_i * p_i)            sd = sqrt(sum(a_i^2 * p_i * (1 - p_i)))
     80 % interval = [max(won, projected - z * sd), min(won + sum(a_i), projected + z * sd)],
@@ -47,16 +43,20 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Literal
 
+from pydantic import Field
 from scipy.stats import norm
-from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select
+from sqlalchemy import Float, and_, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from models.tables import opportunities, quotas, reps, stage_changes
+from models.tables import opportunities, quotas, reps
 from rules.asof import alive_at, close_date_at, open_deals_at
 from rules.model import Scope, Warehouse
 from rules.periods import Period, local_day
 from rules.scoping import pipeline_condition, rep_condition, source_condition
+from rules.verdicts import KindParams
+from rules.win_rates import WinRates, win_rates
 
 Z80 = float(norm.ppf(0.9))  # two-sided 80 % interval of a normal
 
@@ -184,6 +184,29 @@ def closed_moment() -> ColumnElement[datetime]:
     return func.coalesce(o.stage_entered_at, o.closed_at)
 
 
+def closed_between(first: date, last: date, now: datetime) -> ColumnElement[bool]:
+    """Deals closed by ``now`` (and not deleted then) whose close date at ``now`` lies in [first, last].
+
+    The close date at ``now`` (:func:`rules.asof.close_date_at`), not today's: a won deal whose
+    close date was moved since must count where it stood. A deal not modified since ``now``
+    is read from its row (by the (is_closed, close_date) index); only the others go to history.
+    """
+    o = opportunities.c
+    moment = closed_moment()
+    changed_since = func.coalesce(o.updated_at, o.synced_at) > now
+    at = close_date_at(opportunities, now)
+    return and_(
+        o.is_closed.is_(True),
+        alive_at(opportunities, now),
+        or_(moment.is_(None), moment <= now),
+        or_(
+            and_(o.close_date >= first, o.close_date <= last),
+            and_(changed_since, at >= first, at <= last),
+        ),
+        or_(~changed_since, and_(at >= first, at <= last)),
+    )
+
+
 def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope) -> dict[str, tuple[float, int]]:
     """Won amount and deal count per owner: close date (the CRM's business day) in the period, closed by ``now``.
 
@@ -194,40 +217,16 @@ def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope
     today = local_day(now, warehouse.company)
     if today < period.start:
         return {}
-    moment = closed_moment()
     rows = warehouse.conn.execute(
         select(o.owner_id, func.sum(o.amount_reporting), func.count())
         .where(
-            close_date_at(opportunities, now) >= period.start,
-            close_date_at(opportunities, now) <= min(period.end, today),
+            closed_between(period.start, min(period.end, today), now),
             o.is_won.is_(True),
-            alive_at(opportunities, now),
-            or_(moment.is_(None), moment <= now),
             deal_scope(scope),
         )
         .group_by(o.owner_id)
     )
     return {owner: (float(amount or 0), int(n)) for owner, amount, n in rows}
-
-
-@dataclass(frozen=True)
-class WinRates:
-    """Historical win rate per (source, pipeline, stage), with the pipeline's overall rate behind it."""
-
-    by_stage: dict[tuple[str, str, str], tuple[int, int]]  # (won, closed)
-    by_pipeline: dict[tuple[str, str], tuple[int, int]]
-    min_history: int
-
-    def rate(self, source: str, pipeline: str, stage: str) -> float:
-        won, closed = self.by_stage.get((source, pipeline, stage), (0, 0))
-        if closed >= self.min_history:
-            return won / closed
-        won, closed = self.by_pipeline.get((source, pipeline), (0, 0))
-        if closed >= self.min_history:
-            return won / closed
-        won = sum(w for w, _ in self.by_pipeline.values())
-        closed = sum(c for _, c in self.by_pipeline.values())
-        return won / closed if closed else 0.0
 
 
 @dataclass(frozen=True)
@@ -253,50 +252,15 @@ class DealSizes:
 def deal_sizes(warehouse: Warehouse, now: datetime, days: int) -> DealSizes:
     o = opportunities.c
     today = local_day(now, warehouse.company)
-    moment = closed_moment()
     amount = cast(o.amount_reporting, Float)
     n, total, squares = warehouse.conn.execute(
         select(func.count(amount), func.sum(amount), func.sum(amount * amount)).where(
-            o.is_won.is_(True),
-            alive_at(opportunities, now),
-            close_date_at(opportunities, now) > today - timedelta(days=days),
-            close_date_at(opportunities, now) <= today,
-            or_(moment.is_(None), moment <= now),
+            o.is_won.is_(True), closed_between(today - timedelta(days=days - 1), today, now)
         )
     ).one()
     if not n:
         return DealSizes(0, 0.0, 0.0)
     return DealSizes(int(n), float(total) / n, float(squares) / n)
-
-
-def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
-    o, sc = opportunities.c, stage_changes.c
-    today = local_day(now, warehouse.company)
-    moment = closed_moment()
-    closed_in_window = and_(
-        o.is_closed.is_(True),
-        alive_at(opportunities, now),
-        close_date_at(opportunities, now) > today - timedelta(days=days),
-        close_date_at(opportunities, now) <= today,
-        or_(moment.is_(None), moment <= now),
-    )
-    won_id = case((o.is_won.is_(True), o.id))
-    stage_rows = warehouse.conn.execute(
-        select(o.source, o.pipeline, sc.from_stage, func.count(distinct(won_id)), func.count(distinct(o.id)))
-        .select_from(opportunities.join(stage_changes, sc.opportunity_id == o.id))
-        .where(closed_in_window, sc.from_stage.is_not(None), sc.changed_at <= now)
-        .group_by(o.source, o.pipeline, sc.from_stage)
-    )
-    pipeline_rows = warehouse.conn.execute(
-        select(o.source, o.pipeline, func.count(won_id), func.count())
-        .where(closed_in_window)
-        .group_by(o.source, o.pipeline)
-    )
-    return WinRates(
-        {(s, p, st): (int(w), int(n)) for s, p, st, w, n in stage_rows},
-        {(s, p): (int(w), int(n)) for s, p, w, n in pipeline_rows},
-        min_history,
-    )
 
 
 def open_pipeline_by_rep(
@@ -386,3 +350,29 @@ def measure_period(
             team.deals_won += m.deals_won
             team.pipeline.add(m.pipeline)
     return Standings(period, now, elapsed, reps_out, teams)
+
+
+class MeasureParams(KindParams):
+    """The params of every kind that reads this measurement (their defaults are the digest's)."""
+
+    period: Literal["month", "quarter", "year"] = "quarter"
+    min_elapsed: float = Field(0.15, ge=0, le=1)  # share of the period before pace is judged
+    ramp_days: int = Field(90, ge=0)  # reps hired this recently get a ramped quota; 0: no ramp
+    win_rate_days: int = Field(365, ge=30)  # stage win rates from deals closed in this many days
+    min_history: int = Field(20, ge=1)  # closed deals that left a stage before its own win rate is used
+    teams: bool = True  # judge teams (the sum of their reps) too
+    # The projection counts existing deals only: with fewer open deals closing in the period it
+    # speaks of deals not created yet, not of the subject, and stays silent.
+    min_projection_deals: int = Field(5, ge=1)
+
+
+def measure_rule(warehouse: Warehouse, period: Period, now: datetime, scope: Scope, params: MeasureParams) -> Standings:
+    return measure_period(
+        warehouse,
+        period,
+        now,
+        scope=scope,
+        ramp_days=params.ramp_days,
+        win_rate_days=params.win_rate_days,
+        min_history=params.min_history,
+    )

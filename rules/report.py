@@ -116,7 +116,8 @@ def print_backtest(
             fired += bool(names)
             total += len(names)
             subjects.update(names)
-            shown = ", ".join(names[:MAX_SUBJECTS]) + (f", +{len(names) - MAX_SUBJECTS} more" if len(names) > 6 else "")
+            more = len(names) - MAX_SUBJECTS
+            shown = ", ".join(names[:MAX_SUBJECTS]) + (f", +{more} more" if more > 0 else "")
             critical = sum(f.severity == "critical" for f in evaluation.findings)
             table.add_row(f"{at.astimezone(tz):%Y-%m-%d %H:%M}", str(len(names)), str(critical), Text(shown))
         out.print(table)

@@ -8,6 +8,8 @@ at once which situations still fire. The format is documented in the README ("Ru
 
 from __future__ import annotations
 
+import atexit
+import functools
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -252,12 +254,21 @@ def _data_path(spec: TestFile, index: int, path: tuple[str | int, ...]) -> tuple
     return ("tests", index, "data", what, int(position) - shared, *rest)
 
 
+@functools.cache
+def _template() -> Path:
+    """A migrated empty warehouse, made once per process (a migration costs about a second)."""
+    folder = Path(tempfile.mkdtemp(prefix="salespulse-ruletest-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    template = folder / "template.db"
+    open_warehouse(f"sqlite:///{template}").dispose()
+    return template
+
+
 @contextmanager
 def _warehouses() -> Iterator[Callable[[], Engine]]:
-    """Fresh migrated SQLite warehouses: migrated once, then copied (a migration costs a second)."""
+    """Fresh migrated SQLite warehouses, copies of the template, removed after the run."""
+    template = _template()
     with tempfile.TemporaryDirectory(prefix="salespulse-ruletest-") as folder:
-        template = Path(folder) / "template.db"
-        open_warehouse(f"sqlite:///{template}").dispose()
         count = 0
 
         def fresh() -> Engine:

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rules.attainment import Measure, measure_period
+from rules.attainment import Measure, MeasureParams, measure_rule
 from rules.findings import Standing, StandingRow, Subject
 from rules.model import Scope, Warehouse
 from rules.periods import PeriodKind, period_of
-
-RAMP_DAYS = 90
-WIN_RATE_DAYS = 365
-MIN_HISTORY = 20
 
 
 def _row(subject: Subject, m: Measure) -> StandingRow:
@@ -38,15 +34,7 @@ def _row(subject: Subject, m: Measure) -> StandingRow:
 def standing(warehouse: Warehouse, now: datetime, period: PeriodKind = "quarter") -> Standing:
     """Every active rep (with or without quota) and every team, sorted by team then name."""
     p = period_of(period, now, warehouse.company)
-    measured = measure_period(
-        warehouse,
-        p,
-        now,
-        scope=Scope(),
-        ramp_days=RAMP_DAYS,
-        win_rate_days=WIN_RATE_DAYS,
-        min_history=MIN_HISTORY,
-    )
+    measured = measure_rule(warehouse, p, now, Scope(), MeasureParams(period=period))
     reps = sorted(
         (
             _row(Subject("rep", rep.id, rep.name, rep.team), m)

@@ -16,10 +16,10 @@ import re
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 from sqlalchemy import Connection, insert
 
 from models.settings import CompanySettings
@@ -27,7 +27,29 @@ from models.tables import activities, close_date_changes, leads, opportunities, 
 from rules.instants import instant_of
 
 Crm = Literal["salesforce", "hubspot"]
-Moment = float | datetime | date  # days relative to the test's instant, or absolute
+
+
+def _moment(value: Any) -> float | datetime | date:
+    """Days relative to the test's instant (a number within a century), or a date or datetime (ISO text too)."""
+    expected = "expected days relative to 'at' (a number from -36500 to 36500) or a date / datetime"
+    if isinstance(value, bool):
+        raise ValueError(expected)  # noqa: TRY004 - pydantic wants ValueError to report it
+    if isinstance(value, int | float):
+        if not -36_500 <= value <= 36_500:
+            raise ValueError(expected)
+        return float(value)
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            text = value.strip()
+            return datetime.fromisoformat(text) if "T" in text or " " in text else date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValueError(expected)
+
+
+Moment = Annotated[float | datetime | date, PlainValidator(_moment)]
 
 
 class _In(BaseModel):
@@ -117,6 +139,9 @@ class DataIn(_In):
 
     @model_validator(mode="after")
     def _unique_names(self) -> DataIn:
+        stage_keys = [(s.pipeline, s.name) for s in self.stages]
+        if len(set(stage_keys)) < len(stage_keys):
+            raise ValueError("stages must be unique per pipeline")
         for what in ("reps", "deals", "leads"):
             names = [item.name for item in getattr(self, what)]
             twice = sorted({n for n in names if names.count(n) > 1})
@@ -191,13 +216,13 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
 
     # reps
     rep_rows: dict[str, dict[str, Any]] = {}
-    for rep in data.reps:
-        key = _slug(rep.name)
+    for number, rep in enumerate(data.reps, start=1):
+        key = f"rep{number}-{_slug(rep.name)}"
         rep_rows[rep.name] = {
             "id": f"{rep.crm}:{key}",
             "source": rep.crm,
             "external_id": key,
-            "email": (rep.email or f"{key}@example.com").lower(),
+            "email": (rep.email or f"{_slug(rep.name)}@example.com").lower(),
             "name": rep.name,
             "team_id": f"{rep.crm}:team-{_slug(rep.team)}" if rep.team else None,
             "team": rep.team,
@@ -220,9 +245,9 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
     for crm in crms:
         for order, stage in enumerate(declared):
             stage_rows[(crm, stage.pipeline, stage.name)] = {
-                "id": f"{crm}:{_slug(stage.pipeline)}:{_slug(stage.name)}",
+                "id": f"{crm}:stage{order}-{_slug(stage.pipeline)}-{_slug(stage.name)}",
                 "source": crm,
-                "external_id": f"{_slug(stage.pipeline)}:{_slug(stage.name)}",
+                "external_id": f"stage{order}-{_slug(stage.pipeline)}-{_slug(stage.name)}",
                 "pipeline": stage.pipeline,
                 "api_name": stage.name,
                 "label": stage.label or stage.name,
@@ -244,7 +269,7 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
         created = clock.instant(lead.created)
         for copy in range(lead.count):
             name = lead.name if lead.count == 1 else f"{lead.name} {copy + 1}"
-            key = f"lead-{_slug(name)}"
+            key = f"lead{i + 1}.{copy + 1}-{_slug(name)}"
             lead_ids[lead.name].append(f"{crm}:{key}")
             lead_rows.append(
                 {
@@ -313,7 +338,7 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
             lead_id = lead_ids[deal.lead][0]
         for copy in range(deal.count):
             name = deal.name if deal.count == 1 else f"{deal.name} {copy + 1}"
-            key = f"deal-{_slug(name)}"
+            key = f"deal{i + 1}.{copy + 1}-{_slug(name)}"
             deal_id = f"{crm}:{key}"
             deal_ids[deal.name].append(deal_id)
             deal_rows.append(
@@ -425,6 +450,9 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
         start, end = clock.day(quota.start), clock.day(quota.end)
         if end < start:
             raise DataError("end is before start", ("quotas", i, "end"))
+        for j, other in enumerate(quota_rows):
+            if other["rep_id"] == rep["id"] and other["period_start"] <= end and start <= other["period_end"]:
+                raise DataError(f"overlaps quota #{j + 1} of the same rep; one quota per rep and period", ("quotas", i))
         quota_rows.append(
             {
                 "source": "file",

@@ -11,7 +11,7 @@ others. Formula, per rep (and per team): k breaches of n leads, the rest of the 
 rate p0 = (K - k) / (N - n); one-sided exact binomial test P(X >= k | n, p0)
 (scipy.stats.binomtest, "greater"). Reported when n >= ``min_leads``, p-value < ``alpha``,
 k / n - p0 >= ``min_excess`` and k / n reaches the tiers (above; default warn 0.5,
-critical 0.8). Value k / n, baseline p0, sample size n; samples are breaching leads.
+critical 0.8). Value k / n, baseline p0, sample size n; samples are the longest-waiting breaching leads.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import case, exists, func, select
 
 from models.tables import activities, leads, reps
 from rules.asof import alive_at
-from rules.findings import Evaluation, Finding, Subject
+from rules.findings import Evaluation, Finding, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import rep_condition
 from rules.sqltime import days_between
@@ -61,14 +61,36 @@ class LeadResponseTime:
                 alive_at(a, now),
             )
         )
-        rows = warehouse.conn.execute(
-            select(reps.c.id, reps.c.name, reps.c.team_id, reps.c.team,
-                   func.sum(case((touched, 0), else_=1)), func.count())
+        judged = (
+            select()
             .join_from(leads, reps, reps.c.id == leads.c.owner_id)
             .where(leads.c.assigned_at > start, leads.c.assigned_at <= end, leads.c.created_at <= now,
                    alive_at(leads, now), rep_condition(rule.scope, reps))
+        )  # fmt: skip
+        rows = warehouse.conn.execute(
+            judged.add_columns(reps.c.id, reps.c.name, reps.c.team_id, reps.c.team,
+                               func.sum(case((touched, 0), else_=1)), func.count())
             .group_by(reps.c.id, reps.c.name, reps.c.team_id, reps.c.team)
         ).all()  # fmt: skip
+
+        def samples(subject: Subject) -> tuple[SampleRecord, ...]:
+            """The subject's longest-waiting leads without a first touch in time (``days``: since assigned)."""
+            if params.max_samples <= 0:
+                return ()
+            mine = reps.c.id == subject.id if subject.type == "rep" else reps.c.team_id == subject.id
+            waiting = warehouse.conn.execute(
+                judged.add_columns(leads.c.id, leads.c.name, reps.c.name.label("owner"), leads.c.status,
+                                   days_between(leads.c.assigned_at, now).label("days"))
+                .where(mine, ~touched)
+                .order_by(leads.c.assigned_at, leads.c.id)
+                .limit(params.max_samples)
+            ).mappings()  # fmt: skip
+            return tuple(
+                SampleRecord(r["id"], r["name"] or r["id"], owner=r["owner"], stage=r["status"],
+                             days=round(float(r["days"]), 1))
+                for r in waiting
+            )  # fmt: skip
+
         total_k = sum(int(r[4]) for r in rows)
         total_n = sum(int(r[5]) for r in rows)
         team_counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -100,6 +122,7 @@ class LeadResponseTime:
                     baseline=round(p0, 4),
                     sample_size=n,
                     unit="share",
+                    samples=samples(subject),
                     explanation=(
                         f"{subject.name}: {k:,} of {n:,} leads assigned in the {params.window_days} days to "
                         f"{end:%Y-%m-%d} had no activity within {params.sla_hours:g} hours ({share:.0%}), against "

@@ -33,11 +33,11 @@ from datetime import date, datetime, timedelta
 from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import Field, model_validator
-from sqlalchemy import Float, case, cast, func, or_, select
+from sqlalchemy import Float, case, cast, func, select
 
 from models.tables import activities, opportunities
-from rules.asof import alive_at, close_date_at
-from rules.attainment import RepInfo, closed_moment, deal_scope, load_reps, quota_by_rep
+from rules.asof import alive_at
+from rules.attainment import RepInfo, closed_between, deal_scope, load_reps, quota_by_rep
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, local_day, period_of
@@ -116,7 +116,6 @@ def rep_metrics(
         )
         rows = {rep: (float(total), int(n)) for rep, total, n in warehouse.conn.execute(query)}
     else:
-        moment = closed_moment()
         won = o.is_won.is_(True)
         query = (
             select(
@@ -125,14 +124,7 @@ def rep_metrics(
                 func.count(case((won, 1))),
                 func.count(),
             )
-            .where(
-                o.is_closed.is_(True),
-                close_date_at(opportunities, now) >= first,
-                close_date_at(opportunities, now) <= last,
-                or_(moment.is_(None), moment <= now),
-                alive_at(opportunities, now),
-                deal_scope(rule.scope),
-            )
+            .where(closed_between(first, last, now), deal_scope(rule.scope))
             .group_by(o.owner_id)
         )
         rows = {}

@@ -20,30 +20,23 @@ quota is already met (remaining 0) or who has no quota is never judged.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field
 
-from rules.attainment import Measure, measure_period
+from rules.attainment import Measure, MeasureParams, measure_rule
 from rules.findings import Evaluation, Finding, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import period_of
-from rules.verdicts import KindParams, grade, make_finding, plural, tiers
+from rules.verdicts import grade, make_finding, plural, tiers
 
 DEFAULT_TIERS = SeverityTiers(warn=3.0, critical=2.0)
 
 
-class Params(KindParams):
-    period: Literal["month", "quarter", "year"] = "quarter"
+class Params(MeasureParams):
     weighted: bool = False  # grade the win-rate-weighted coverage instead of the raw one
     behind_pace: float = Field(0.6, gt=0)  # corroboration: pace below this (once min_elapsed has passed)...
     projected_short: float = Field(0.8, gt=0)  # ...or the projection's upper end below this share of target
-    min_elapsed: float = Field(0.15, ge=0, le=1)
-    ramp_days: int = Field(90, ge=0)
-    win_rate_days: int = Field(365, ge=30)
-    min_history: int = Field(20, ge=1)
-    teams: bool = True
-    min_projection_deals: int = Field(5, ge=1)  # the projection corroborates only with this many open deals
     min_remaining: float = Field(0, ge=0)  # remaining quota below this is not judged (reporting currency)
 
 
@@ -56,15 +49,7 @@ class PipelineCoverage:
         params = Params(**rule.params)
         levels = tiers(rule, DEFAULT_TIERS)
         period = period_of(params.period, now, warehouse.company)
-        measured = measure_period(
-            warehouse,
-            period,
-            now,
-            scope=rule.scope,
-            ramp_days=params.ramp_days,
-            win_rate_days=params.win_rate_days,
-            min_history=params.min_history,
-        )
+        measured = measure_rule(warehouse, period, now, rule.scope, params)
         subjects = [(Subject("rep", rep.id, rep.name, rep.team), m) for rep, m in measured.reps.values()]
         if params.teams:
             subjects += [(Subject("team", tid, name, name), m) for tid, (name, m) in measured.teams.items()]

@@ -31,31 +31,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field
 from sqlalchemy import select
 
 from models.tables import opportunities
 from rules.asof import open_deals_at
-from rules.attainment import DealSizes, Measure, RepInfo, deal_sizes, measure_period
+from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_sizes, measure_rule
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, period_of
-from rules.verdicts import KindParams, grade, make_finding, plural, tiers
+from rules.verdicts import grade, make_finding, plural, tiers
 
 
-class Params(KindParams):
-    period: Literal["month", "quarter", "year"] = "quarter"
-    min_elapsed: float = Field(0.15, ge=0, le=1)  # share of the period before pace is judged
-    ramp_days: int = Field(90, ge=0)  # reps hired this recently get a ramped quota; 0: no ramp
-    win_rate_days: int = Field(365, ge=30)  # stage win rates from deals closed in this many days
-    min_history: int = Field(20, ge=1)  # closed deals that left a stage before its own win rate is used
+class Params(MeasureParams):
     ahead_at: float | None = Field(2.0, gt=1)  # report reps at this multiple of pace or more; null: never
     teams: bool = True  # judge teams (the sum of their reps) too
-    # The projection counts existing deals only: with fewer open deals closing in the period it
-    # speaks of deals not created yet, not of the rep, and stays silent.
-    min_projection_deals: int = Field(5, ge=1)
     min_quota: float = Field(0, ge=0)  # reps with a smaller quota are noted, not judged
     # The just-closed period is judged only when its shortfall is beyond chance: the p-value of
     # winning that little at quota rate (compound Poisson of the company's won deal sizes).
@@ -84,15 +76,9 @@ class QuotaAttainment:
         params = Params(**rule.params)
         levels = tiers(rule, DEFAULT_TIERS)
         period = period_of(params.period, now, warehouse.company)
-        options = {
-            "scope": rule.scope,
-            "ramp_days": params.ramp_days,
-            "win_rate_days": params.win_rate_days,
-            "min_history": params.min_history,
-        }
-        current = measure_period(warehouse, period, now, **options)
+        current = measure_rule(warehouse, period, now, rule.scope, params)
         early = current.elapsed < params.min_elapsed
-        previous = measure_period(warehouse, period.previous(), now, **options) if early else None
+        previous = measure_rule(warehouse, period.previous(), now, rule.scope, params) if early else None
         judge = _Judge(rule, params, levels, warehouse, now, period, current.elapsed)
         judge.sizes = deal_sizes(warehouse, now, params.win_rate_days)
         findings: list[Finding] = []

@@ -9,7 +9,8 @@ Formula: p1 = a1 / n1 (current), p0 = a0 / n0 (baseline); pooled p = (a1 + a0) /
 z = (p1 - p0) / sqrt(p (1 - p) (1/n1 + 1/n0)), one-sided p-value = Phi(z)
 (scipy.stats.norm.cdf). Reported when both windows have ``min_exits`` exits, p-value <
 ``alpha`` and the ratio p1 / p0 reaches the tiers (below; default warn 0.75, critical 0.5).
-The finding's value is p1, its baseline p0, its sample size n1.
+The finding's value is p1, its baseline p0, its sample size n1; samples are the biggest deals
+that left the stage in the current window without moving forward (``days``: since they left).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from sqlalchemy import and_, case, func, select
 
 from models.tables import opportunities, reps, stage_changes, stages
 from rules.asof import alive_at
-from rules.findings import Evaluation, Subject
+from rules.findings import Evaluation, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import deal_condition
+from rules.sqltime import days_between
 from rules.verdicts import KindParams, grade, make_finding, tiers
 
 
@@ -51,17 +53,46 @@ class StageConversionDrop:
         start = split - timedelta(days=params.baseline_days)
         advanced = and_(t.c.sort_order > f.c.sort_order, ~and_(t.c.is_closed, ~t.c.is_won))
         recent = case((sc.c.changed_at > split, 1), else_=0).label("recent")
-        rows = warehouse.conn.execute(
-            select(o.c.source, o.c.pipeline, f.c.api_name, f.c.id, f.c.label, recent,
-                   func.sum(case((advanced, 1), else_=0)), func.count())
+        moves = (
+            select()
             .join_from(sc, o, o.c.id == sc.c.opportunity_id)
             .join(reps, reps.c.id == o.c.owner_id)
             .join(f, and_(f.c.source == o.c.source, f.c.pipeline == o.c.pipeline, f.c.api_name == sc.c.from_stage))
             .join(t, and_(t.c.source == o.c.source, t.c.pipeline == o.c.pipeline, t.c.api_name == sc.c.to_stage))
-            .where(sc.c.changed_at > start, sc.c.changed_at <= now, f.c.is_closed.is_(False), alive_at(o, now),
+            .where(sc.c.changed_at <= now, f.c.is_closed.is_(False), alive_at(o, now),
                    deal_condition(rule.scope, o, reps))
+        )  # fmt: skip
+        rows = warehouse.conn.execute(
+            moves.add_columns(o.c.source, o.c.pipeline, f.c.api_name, f.c.id, f.c.label, recent,
+                              func.sum(case((advanced, 1), else_=0)), func.count())
+            .where(sc.c.changed_at > start)
             .group_by(o.c.source, o.c.pipeline, f.c.api_name, f.c.id, f.c.label, recent)
         ).all()  # fmt: skip
+
+        def samples(stage_id: str) -> tuple[SampleRecord, ...]:
+            """The biggest deals that left the stage in the current window without moving forward."""
+            if params.max_samples <= 0:
+                return ()
+            lost = warehouse.conn.execute(
+                moves.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
+                                  t.c.label.label("to"), o.c.crm_url, days_between(sc.c.changed_at, now).label("days"))
+                .where(f.c.id == stage_id, sc.c.changed_at > split, ~advanced)
+                .order_by(o.c.amount_reporting.desc(), o.c.id)
+                .limit(params.max_samples)
+            ).mappings()  # fmt: skip
+            return tuple(
+                SampleRecord(
+                    id=r["id"],
+                    name=r["name"] or r["id"],
+                    amount=None if r["amount_reporting"] is None else float(r["amount_reporting"]),
+                    owner=r["owner"],
+                    stage=r["to"],
+                    days=round(float(r["days"]), 1),
+                    url=r["crm_url"],
+                )
+                for r in lost
+            )
+
         tally: dict[tuple[str, str, str, str, str], dict[int, tuple[int, int]]] = {}
         for source, pipeline, api_name, stage_id, label, is_recent, moved, exits in rows:
             tally.setdefault((source, pipeline, api_name, stage_id, label), {})[int(is_recent)] = (
@@ -93,6 +124,7 @@ class StageConversionDrop:
                     baseline=round(p0, 4),
                     sample_size=n1,
                     unit="share",
+                    samples=samples(stage_id),
                     explanation=(
                         f"{p1:.0%} of the {n1:,} deals that left {label} ({source}, pipeline {pipeline}) in the last "
                         f"{params.window_days} days moved forward, against {p0:.0%} of {n0:,} in the "

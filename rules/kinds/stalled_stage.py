@@ -14,7 +14,8 @@ share = k / n; under a healthy funnel about q = 1 - percentile/100 of them would
 n >= min_open, k >= min_stalled, the one-sided binomial test P(X >= k | n, q) < alpha
 (scipy.stats.binomtest) and share reaches the tiers (default warn 0.3, critical 0.5).
 The finding's value is the share, its baseline q, its sample size n; samples are the
-deals longest in the stage.
+deals longest in the stage. With ``per_owner`` the same test runs on each owner's open deals
+in each stage, and the finding is about the rep.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 from scipy.stats import binomtest
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, literal, select, true
 
 from models.tables import opportunities, reps, stage_changes, stages
 from rules.asof import alive_at, open_deals_at
@@ -48,6 +49,7 @@ class Params(KindParams):
     min_open: int = Field(10, ge=1)  # open deals a stage needs to be judged
     min_stalled: int = Field(5, ge=1)  # stalled deals needed to report a stage
     alpha: float = Field(0.01, gt=0, lt=0.5)  # binomial test level
+    per_owner: bool = False  # judge each owner's deals in a stage on their own (subject: the rep)
 
 
 @dataclass(frozen=True)
@@ -121,63 +123,53 @@ class StalledStage:
         fixed = {k.lower(): v for k, v in params.limit_days.items()}
         histograms = self._history(rule, warehouse, now, params)
 
-        d = open_deals_at(now)
-        counts = warehouse.conn.execute(
-            select(d.c.source, d.c.pipeline, d.c.stage, func.count(), func.min(d.c.stage_entered_at))
-            .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(deal_condition(rule.scope, d, reps))
-            .group_by(d.c.source, d.c.pipeline, d.c.stage)
-        ).all()
         limits: dict[tuple[str, str, str], tuple[float, str, int]] = {}  # stage -> (days, basis, history size)
-        notes = []
-        for source, pipeline, api_name, _n, _oldest in counts:
-            stage = known.get((source, pipeline, api_name))
-            label = stage.label if stage else api_name
-            if api_name.lower() in fixed or label.lower() in fixed:
-                limits[(source, pipeline, api_name)] = (
-                    fixed.get(api_name.lower(), fixed.get(label.lower(), 0)),
-                    "fixed",
-                    0,
-                )
+        unjudged: dict[tuple[str, str, str], str] = {}  # stage -> why it cannot be judged
+        for (source, pipeline, api_name), stage in known.items():
+            if api_name.lower() in fixed or stage.label.lower() in fixed:
+                days = fixed.get(api_name.lower(), fixed.get(stage.label.lower(), 0))
+                limits[(source, pipeline, api_name)] = (days, "fixed", 0)
                 continue
-            key = (source, pipeline) + ((api_name,) if params.baseline == "stage" else ())
-            history = histograms.get(key, {})
+            history = histograms.get((source, pipeline) + ((api_name,) if params.baseline == "stage" else ()), {})
             size = sum(history.values())
-            if size < params.min_history:
+            if size >= params.min_history:
+                limits[(source, pipeline, api_name)] = (_percentile(history, params.percentile), "history", size)
+            else:
                 where = "this stage" if params.baseline == "stage" else "a stage of this pipeline"
-                reason = (
+                unjudged[(source, pipeline, api_name)] = (
                     f"not evaluated: {plural(size, 'deal')} left {where} in the last {params.history_days} days, "
                     f"{params.min_history} needed for a p{params.percentile:g} limit"
                 )
-                notes.append(Note(rule.id, self._subject(stage, source, pipeline, api_name), reason))
-                continue
-            limits[(source, pipeline, api_name)] = (_percentile(history, params.percentile), "history", size)
-        if not limits:
-            return Evaluation(rule.id, rule.kind, now, (), tuple(notes))
 
-        cutoff = case(
-            *[
-                (and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a), literal(now - timedelta(days=days)))
-                for (s, p, a), (days, _, _) in limits.items()
-            ],
-            else_=None,
+        d = open_deals_at(now)
+        # One pass over the open deals: each stage's cutoff instant picked by a CASE (null: no limit).
+        branches = [
+            (and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a), literal(now - timedelta(days=days)))
+            for (s, p, a), (days, _, _) in limits.items()
+        ]
+        stalled = case((d.c.stage_entered_at < case(*branches, else_=None), 1), else_=0) if branches else literal(0)
+        groups = [d.c.source, d.c.pipeline, d.c.stage] + (
+            [reps.c.id, reps.c.name, reps.c.team] if params.per_owner else []
         )
         stalled_rows = warehouse.conn.execute(
-            select(
-                d.c.source,
-                d.c.pipeline,
-                d.c.stage,
-                func.count(),
-                func.sum(case((d.c.stage_entered_at < cutoff, 1), else_=0)),
-            )
+            select(*groups, func.count(), func.sum(stalled))
             .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(deal_condition(rule.scope, d, reps), _any_stage(d, limits))
-            .group_by(d.c.source, d.c.pipeline, d.c.stage)
+            .where(deal_condition(rule.scope, d, reps))
+            .group_by(*groups)
         ).all()
+        notes = [
+            Note(rule.id, self._subject(known.get(key), *key), unjudged[key])
+            for key in sorted({tuple(r[:3]) for r in stalled_rows})
+            if key in unjudged
+        ]
         findings = []
         q = 1 - params.percentile / 100
-        for source, pipeline, api_name, n, k in sorted(stalled_rows):
-            n, k = int(n), int(k or 0)
+        for row in sorted(stalled_rows, key=lambda r: tuple(str(v) for v in r[:-2])):
+            source, pipeline, api_name = row[:3]
+            owner = row[3:6] if params.per_owner else None
+            if (source, pipeline, api_name) not in limits:
+                continue
+            n, k = int(row[-2]), int(row[-1] or 0)
             days, basis, size = limits[(source, pipeline, api_name)]
             if n < params.min_open or k < params.min_stalled:
                 continue
@@ -187,7 +179,9 @@ class StalledStage:
             if severity is None or p_value >= params.alpha:
                 continue
             subject_key = (source, pipeline, api_name)
-            subject = self._subject(known.get(subject_key), *subject_key)
+            stage_subject = self._subject(known.get(subject_key), *subject_key)
+            subject = stage_subject if owner is None else Subject("rep", owner[0], owner[1], owner[2])
+            whose = "" if owner is None else f"{owner[1]}'s "
             where = "a stage of this pipeline" if params.baseline == "pipeline" else "this stage"
             limit_text = (
                 f"the fixed limit of {days:g} days"
@@ -206,13 +200,14 @@ class StalledStage:
                     sample_size=n,
                     unit="share",
                     explanation=(
-                        f"{k:,} of {n:,} open deals in {subject.name} ({source}, pipeline {pipeline}) have been in the "
-                        f"stage longer than {limit_text}; about {q:.0%} would be normal."
+                        f"{k:,} of {whose}{n:,} open deals in {stage_subject.name} ({source}, pipeline {pipeline}) "
+                        f"have been in the stage longer than {limit_text}; about {q:.0%} would be normal."
                     ),
-                    samples=self._samples(warehouse, d, rule, subject_key, now, days, params.max_samples),
+                    samples=self._samples(warehouse, d, rule, subject_key, now, days, params.max_samples,
+                                          owner[0] if owner else None),
                     details={"stalled": k, "open": n, "limit_days": round(days, 1), "limit_basis": basis,
                              "history_exits": size, "p_value": p_value, "pipeline": pipeline, "source": source,
-                             "stage": api_name},
+                             "stage": api_name, "stage_name": stage_subject.name},
                 )
             )  # fmt: skip
         return Evaluation(rule.id, rule.kind, now, tuple(findings), tuple(notes))
@@ -225,7 +220,14 @@ class StalledStage:
 
     @staticmethod
     def _samples(
-        warehouse: Warehouse, d, rule: Rule, key: tuple[str, str, str], now: datetime, days: float, limit: int
+        warehouse: Warehouse,
+        d,
+        rule: Rule,
+        key: tuple[str, str, str],
+        now: datetime,
+        days: float,
+        limit: int,
+        owner: str | None,
     ) -> tuple[SampleRecord, ...]:
         if limit <= 0:
             return ()
@@ -235,7 +237,8 @@ class StalledStage:
                    days_between(d.c.stage_entered_at, now).label("days"))
             .join_from(d, reps, reps.c.id == d.c.owner_id)
             .where(deal_condition(rule.scope, d, reps), d.c.source == source, d.c.pipeline == pipeline,
-                   d.c.stage == api_name, d.c.stage_entered_at < now - timedelta(days=days))
+                   d.c.stage == api_name, d.c.stage_entered_at < now - timedelta(days=days),
+                   d.c.owner_id == owner if owner else true())
             .order_by(d.c.stage_entered_at, d.c.id)
             .limit(limit)
         ).mappings()  # fmt: skip
@@ -251,7 +254,3 @@ class StalledStage:
             )
             for r in rows
         )
-
-
-def _any_stage(d, limits: dict[tuple[str, str, str], tuple[float, str, int]]) -> ColumnElement[bool]:
-    return or_(*(and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a) for s, p, a in limits))

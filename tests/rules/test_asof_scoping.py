@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
@@ -91,3 +91,19 @@ def test_scope_selects_deals_by_pipeline(warehouse: Engine, scope: Scope, pipeli
             .where(deal_condition(scope, opportunities, reps))
         )
         assert set(conn.execute(query).scalars()) == pipelines
+
+
+@pytest.mark.parametrize(
+    ("offset_s", "stage"),
+    [(-1, "Qualification"), (0, "Qualification"), (1, "Prospecting")],
+)
+def test_a_stage_change_at_the_instant_itself_has_happened(warehouse: Engine, offset_s: int, stage: str) -> None:
+    """Boundaries: the state at T includes what happened at T, not what happened a second later."""
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana = data.rep("Ana")
+        deal = data.deal(ana, [("Prospecting", -30), ("Qualification", 0)])
+    t = NOW - timedelta(seconds=offset_s)
+    with warehouse.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(open_deals_at(t)))}
+    assert rows[deal].stage == stage

@@ -168,3 +168,15 @@ def test_backtest_bad_arguments_exit_2(capsys, args: list[str], expected: str) -
     code, _, err = run(capsys, "rules", "backtest", *args)
     assert code == 2
     assert expected in err
+
+
+def test_rules_validate_without_a_reachable_warehouse_checks_all_but_names(
+    capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.upper().startswith("SALESPULSE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SALESPULSE_DATABASE__URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    code, out, err = run(capsys, "rules", "validate")
+    assert code == 0
+    assert "warning: team, stage and rep names not checked: cannot open the warehouse" in err
+    assert out.endswith("file(s): valid\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -133,6 +134,8 @@ def test_conversion_drop_current_window_against_the_year_before(
     assert finding.baseline == pytest.approx(0.8, abs=1e-4)
     assert finding.sample_size == recent_exits
     assert finding.details["p_value"] < 0.001
+    assert len(finding.samples) == 5
+    assert {s.stage for s in finding.samples} == {"Closed Lost"}  # deals that left without moving forward
 
 
 def test_conversion_counts_deleted_deals_only_until_their_deletion(warehouse: Engine) -> None:
@@ -144,3 +147,32 @@ def test_conversion_counts_deleted_deals_only_until_their_deletion(warehouse: En
             data.deal(ana, [("Prospecting", -60 - i), ("Closed Lost", -50 + i)], deleted_days=-5)
     assert run(warehouse, "stage_conversion_drop", now=NOW).findings == ()
     assert len(run(warehouse, "stage_conversion_drop", now=data.at(-6)).findings) == 1
+
+
+def test_the_packs_rule_tests_pass() -> None:
+    """rules.d/tests/funnel.yaml, as `rules test` runs it."""
+    from rules.ruletest import format_run, run_rule_tests
+
+    root = Path(__file__).resolve().parents[2]
+    result = run_rule_tests([root / "rules.d" / "tests" / "funnel.yaml"])
+    assert not result.problems, result.problems
+    lines = format_run(result)
+    assert lines[-1].endswith("14 passed, 0 failed"), "\n".join(lines)
+
+
+def test_stalled_stage_per_owner_names_the_rep_whose_deals_sit(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana, ben = data.rep("Ana"), data.rep("Ben", team="Team B")
+        _history(data, ana, 60, 10)
+        stuck = [data.deal(ben, [("Prospecting", -80), ("Proposal", -60)]) for _ in range(10)]
+        for _ in range(10):
+            data.deal(ana, [("Prospecting", -8), ("Proposal", -3)])
+    (finding,) = run(warehouse, "stalled_stage", now=NOW, params={"per_owner": True}).findings
+    assert (finding.subject.type, finding.subject.id, finding.subject.team) == ("rep", ben, "Team B")
+    assert (finding.value, finding.sample_size) == (1.0, 10)
+    assert {s.id for s in finding.samples} <= set(stuck)
+    assert "Ben's 10 open deals in Proposal" in finding.explanation
+    # the stage as a whole: 10 of 20 stalled
+    (stage,) = run(warehouse, "stalled_stage", now=NOW).findings
+    assert (stage.subject.name, stage.value) == ("Proposal", 0.5)

@@ -138,6 +138,9 @@ def test_lead_response_time_names_the_rep_and_team_much_slower_than_the_rest(war
     rep = by_subject[("rep", "Slow")]
     assert (rep.value, rep.sample_size, rep.severity) == (1.0, 25, "critical")
     assert rep.baseline == pytest.approx((75 + 10 - 25) / (160 - 25), abs=1e-4)
+    assert len(rep.samples) == 5
+    assert {s.owner for s in rep.samples} == {"Slow"}
+    assert rep.samples[0].days == pytest.approx(28, abs=0.01)  # the longest-waiting lead first
     team = by_subject[("team", "Team L")]
     assert (team.value, team.sample_size, team.severity) == (1.0, 50, "critical")
     assert team.labels["team"] == "Team L"

@@ -4,6 +4,7 @@ PostgreSQL): the edge cases a sales team runs into, one story per test."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -316,3 +317,29 @@ def test_coverage_fires_only_with_corroboration(
         assert found[0].value == pytest.approx(pipeline / (100_000 - won_amount), rel=1e-3)
         assert found[0].details["corroborated_by"][0] == "behind_pace"
         assert found[0].sample_size == 1
+
+
+def test_the_packs_rule_tests_pass() -> None:
+    """rules.d/tests/performance.yaml, as `rules test` runs it."""
+    from rules.ruletest import format_run, run_rule_tests
+
+    root = Path(__file__).resolve().parents[2]
+    result = run_rule_tests([root / "rules.d" / "tests" / "performance.yaml"])
+    assert not result.problems, result.problems
+    lines = format_run(result)
+    assert lines[-1].endswith("0 failed"), "\n".join(lines)
+
+
+def test_a_won_deal_counts_where_its_close_date_stood_at_the_instant(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        rep = data.rep("Moved")
+        quota(conn, rep, 100_000)
+        path = [("Negotiation", -30), ("Closed Won", -20)]
+        closes = [(-20, data.at(-20).date()), (-2, date(2026, 7, 10))]  # pushed into Q3 two days ago
+        data.deal(rep, path, amount=40_000, close_dates=closes)
+    with warehouse.connect() as conn:
+        now = standing(Warehouse(conn, CompanySettings()), NOW).reps
+        before = standing(Warehouse(conn, CompanySettings()), NOW - timedelta(days=5)).reps
+    assert [r.won for r in now] == [0]
+    assert [r.won for r in before] == [40_000]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from models.settings import CompanySettings
@@ -114,6 +118,19 @@ def test_passing_and_failing_tests_are_told_apart_with_expected_vs_got(tmp_path:
         (("rule_files: [../toy.yaml]", "rule_files: [../nope.yaml]", 1), "1:13: the rule files named here have prob"),
         (("Europe/Berlin", "Mars/Olympus", 1), "2:21: company.timezone: got 'Mars/Olympus'; expected an IANA"),
         (("at: 2026-03-15\n", "at: soon\n", 1), "test"),
+        (
+            (
+                "tests:\n",
+                "  quotas: [{rep: Bo, start: -9, end: 9, amount: 1}, {rep: Bo, start: 0, end: 9, amount: 1}]\ntests:\n",
+                1,
+            ),
+            "overlaps quota #1 of the same rep",
+        ),
+        (("{name: Won, owner: Bo, amount: 1000,", "{name: Won, owner: Bo, amount: .nan,", 1), "deals.1.amount"),
+        (
+            ("[Qualification, -30]]", "[Qualification, -1000000.0]]", 1),
+            "path.1.1: got -1000000.0; expected days relative to 'at' (a number from -36500 to 36500) or a date",
+        ),
     ],
 )
 def test_a_bad_test_file_is_reported_at_its_line(tmp_path: Path, change: tuple[str, str, int], expected: str) -> None:
@@ -166,12 +183,12 @@ def test_compact_data_becomes_the_rows_a_sync_would_write(warehouse: Engine) -> 
     with warehouse.connect() as conn:
         ana, max_ = conn.execute(select(reps).order_by(reps.c.name)).mappings().all()
         assert (ana["id"], ana["team_id"], ana["hired_on"], ana["email"]) == (
-            "salesforce:ana-lima",
+            "salesforce:rep1-ana-lima",
             "salesforce:team-west",
             date(2026, 3, 21),
             "ana-lima@example.com",
         )
-        assert max_["manager_id"] == "salesforce:ana-lima"
+        assert max_["manager_id"] == "salesforce:rep1-ana-lima"
         deals = {r["name"]: r for r in conn.execute(select(opportunities)).mappings()}
         reopened, won = deals["Reopened"], deals["Won"]
         assert (reopened["stage"], reopened["is_closed"], reopened["closed_at"]) == ("Negotiation", False, None)
@@ -179,7 +196,7 @@ def test_compact_data_becomes_the_rows_a_sync_would_write(warehouse: Engine) -> 
         assert reopened["close_date"] == date(2026, 5, 10)  # the last push: at + 40 days, Berlin date
         assert reopened["stage_entered_at"] == datetime(2026, 3, 21, 9, 30, tzinfo=UTC)
         assert reopened["last_activity_at"] == datetime(2026, 3, 28, 21, 30, tzinfo=UTC)  # the deleted one not
-        assert reopened["lead_id"] == "salesforce:lead-l"
+        assert reopened["lead_id"] == "salesforce:lead1.1-l"
         assert (won["is_won"], won["closed_at"], won["close_date"]) == (True, at, date(2026, 3, 31))
         path = conn.execute(
             select(stage_changes.c.from_stage, stage_changes.c.to_stage)
@@ -192,8 +209,53 @@ def test_compact_data_becomes_the_rows_a_sync_would_write(warehouse: Engine) -> 
         assert conn.execute(select(activities.c.id)).scalars().all().__len__() == 3
         lead = conn.execute(select(leads)).mappings().one()
         assert (lead["owner_id"], lead["is_qualified"], lead["assigned_at"]) == (
-            "salesforce:max",
+            "salesforce:rep2-max",
             True,
             datetime(2026, 3, 29, 21, 30, tzinfo=UTC),
         )
         assert conn.execute(select(quotas.c.amount_reporting)).scalar_one() == Decimal("1000.00")
+
+
+# -- fuzzing: a rule-test file with any data runs or gives located problems, never crashes ---------
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-40_000, 40_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.sampled_from(["Ana Lima", "Bo", "Acme", "Prospecting", "Closed Won", "EUR", "2026-02-30", "salesforce"]),
+    st.dates(min_value=date(1, 1, 1)),
+)
+_VALID = {
+    "reps": {"name": "Cy", "team": "East"},
+    "deals": {"name": "D", "owner": "Ana Lima", "amount": 10, "path": [["Prospecting", -10]]},
+    "leads": {"name": "L", "owner": "Bo", "created": -3},
+    "activities": {"rep": "Bo", "at": -1, "deal": "Acme"},
+    "quotas": {"rep": "Bo", "start": -30, "end": 30, "amount": 100},
+    "stages": {"name": "Prospecting", "pipeline": "other"},
+}
+_FIELDS = "name owner rep team path amount currency count at created deal lead close_date close_date_changes deleted"
+_field = st.sampled_from([*_FIELDS.split(), "hired_on", "manager", "start", "end", "crm", "pipeline"])
+_changes = st.dictionaries(_field, _leaf | st.lists(st.lists(_leaf, max_size=3), max_size=3), max_size=2)
+_data = st.dictionaries(
+    st.sampled_from(sorted(_VALID)),
+    st.lists(_changes, max_size=3),
+).map(lambda d: {what: [{**_VALID[what], **change} for change in changes] for what, changes in d.items()})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_data, base=st.booleans())
+def test_fuzzed_test_data_runs_or_gives_located_problems(tmp_path: Path, data: dict, base: bool) -> None:
+    write(tmp_path, "toy.yaml", RULES)
+    spec = yaml.safe_load(TESTS)
+    spec["tests"] = spec["tests"][:2]
+    target = spec["tests"][0]["data"] if base else spec["data"]
+    for key, entries in data.items():
+        target[key] = [*target.get(key, []), *entries]
+    path = tmp_path / "tests" / "fuzz.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    run = run_rule_tests([path], kinds=TOY_KINDS)
+    assert run.results or run.problems
+    for problem in run.problems:
+        assert re.match(rf"^{re.escape(str(path))}:\d+:\d+: \S", problem), problem
