@@ -309,7 +309,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     evaluations = evaluate_rules(rules, engine, company, now)
     out = console()
     print_evaluations(out, evaluations, now, company.reporting_currency, company.timezone)
-    result = process(evaluations, {r.id: r for r in rules}, engine, settings, now, dry_run=args.dry_run)
+    result = process(
+        evaluations, {r.id: r for r in rules}, engine, settings, now, dry_run=args.dry_run, queued_at=utc_now()
+    )
     flushed = None
     if args.dry_run:
         print_messages(((m.channel, m.message.as_json(), _message_note(m)) for m in result.messages), out)
@@ -510,11 +512,34 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
             f"\nplanted problems to find: {', '.join(sorted(box.truth.problems))} "
             f"(ground truth: {box.company_dir / 'ground_truth.json'})"
         )
-        print("rule checks and Slack alerts are not built yet; nothing was posted to Slack.")
+        anchor_end = box.truth.generator["anchor_end"]
+        print(f"\nchecking the rules of {', '.join(map(str, demo_settings.rules.paths))} as of {anchor_end} ...")
+        code = max(code, cmd_check(argparse.Namespace(rule=None, dry_run=False, as_of=anchor_end), demo_settings))
+        _print_slack(box.slack)
         print(f"demo finished at {utc_now():%Y-%m-%d %H:%M:%S}Z")
         return code
     finally:
         box.stop()
+
+
+def _print_slack(fake) -> None:
+    """What the sales team sees in the sandbox Slack, threads under their message."""
+    from alerts.terminal import print_messages
+    from rules.report import console
+
+    posted = fake.messages()
+    print(f"\nthe sandbox Slack received {len(posted)} message(s):")
+    tops = [m for m in posted if m.thread_ts is None]
+    shown = []
+    for top in tops:
+        edited = " (edited)" if top.edited else ""
+        shown.append((f"#{top.channel_name}", {"text": top.text, "blocks": top.blocks}, edited))
+        shown += [
+            (f"#{m.channel_name}", {"text": m.text, "blocks": m.blocks}, "(reply in thread)")
+            for m in posted
+            if m.thread_ts == top.ts
+        ]
+    print_messages(shown, console())
 
 
 def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
