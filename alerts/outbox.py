@@ -11,6 +11,11 @@ channel's history since the attempt (``conversations.history`` / ``conversations
 second one. A row Slack refused for good (unknown or archived channel, bot not invited) is
 ``failed`` with the fix in ``last_error``; a refusal of the whole workspace (bad token, missing
 scope) stops the run and keeps every row for after the fix. Outages back off across runs.
+
+One sender at a time (the daemon and a hand-run ``check`` may overlap): the sender holds the
+``slack-outbox`` row of ``sync_locks``, taken over from a dead process at once and from a
+silent one after ``lock_timeout_s``; two senders could otherwise both find a row's outcome
+unknown, both miss it in the history, and both post it.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from sqlalchemy import Engine, Row, and_, func, or_, select, update
 
 from alerts.slack import SlackRefused, SlackTransport, SlackUnavailable
 from models.tables import notifications
+from sync.lock import SyncLocked, heartbeat, source_lock
 
 log = logging.getLogger(__name__)
 
 HISTORY_MARGIN = timedelta(minutes=10)  # clock skew between us and Slack when reading history back
+LOCK = "slack-outbox"
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Pacing:
     post_interval_s: float = 1.0
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
+    lock_timeout_s: int = 3600  # a sender silent this long is taken over
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
 
@@ -63,18 +71,29 @@ def flush(engine: Engine, slack: SlackTransport, now: datetime, pacing: Pacing |
     pacing = pacing or Pacing()
     result = FlushResult()
     last_post: dict[str, float] = {}
-    with engine.connect() as conn:
-        due = conn.execute(
-            select(notifications)
-            .where(notifications.c.status.in_(("pending", "sending")), notifications.c.next_attempt_at <= now)
-            .order_by(notifications.c.id)
-        ).all()
-    for row in due:
-        try:
-            _send_one(engine, slack, row, now, pacing, last_post, result)
-        except _Stop as stop:
-            result.stopped = stop.reason
-            break
+    started = pacing.monotonic()
+
+    def clock() -> datetime:
+        return now + timedelta(seconds=pacing.monotonic() - started)
+
+    try:
+        with source_lock(engine, LOCK, clock, pacing.lock_timeout_s) as holder:
+            with engine.connect() as conn:
+                due = conn.execute(
+                    select(notifications)
+                    .where(notifications.c.status.in_(("pending", "sending")), notifications.c.next_attempt_at <= now)
+                    .order_by(notifications.c.id)
+                ).all()
+            for row in due:
+                try:
+                    _send_one(engine, slack, row, now, pacing, last_post, result)
+                except _Stop as stop:
+                    result.stopped = stop.reason
+                    break
+                with engine.begin() as conn:
+                    heartbeat(conn, LOCK, holder, clock)
+    except SyncLocked as busy:
+        result.stopped = f"another process is sending the outbox; it (or the next run) sends the rest: {busy}"
     return result
 
 

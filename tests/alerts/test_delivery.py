@@ -279,3 +279,24 @@ def test_no_secret_reaches_the_outbox_or_slack(warehouse: Engine, slack: FakeSla
     assert TOKEN not in "".join(payloads)
     assert TOKEN not in slack.transcript()
     assert TOKEN not in str(slack.messages())
+
+
+def test_one_sender_at_a_time(warehouse: Engine, slack: FakeSlack) -> None:
+    from sqlalchemy import insert
+
+    from models.tables import sync_locks
+    from sync.lock import holder_name
+
+    run = Run(warehouse, slack)
+    process([evaluation("pace", [finding(ANA)], run.clock())], {"pace": rule()}, warehouse, run.settings, run.clock())
+    with warehouse.begin() as conn:  # a live sender (this very process) holds the outbox
+        conn.execute(
+            insert(sync_locks).values(
+                source="slack-outbox", holder=holder_name(), acquired_at=run.clock(), heartbeat_at=run.clock()
+            )
+        )
+    busy = flush(warehouse, run.slack, run.clock(), no_wait())
+    assert busy.stopped.startswith("another process is sending the outbox")
+    assert slack.messages() == []
+    run.clock.advance(hours=2)  # its heartbeat is older than lock_timeout_s: taken over
+    assert flush(warehouse, run.slack, run.clock(), no_wait()).sent == 1
