@@ -300,3 +300,31 @@ def test_one_sender_at_a_time(warehouse: Engine, slack: FakeSlack) -> None:
     assert slack.messages() == []
     run.clock.advance(hours=2)  # its heartbeat is older than lock_timeout_s: taken over
     assert flush(warehouse, run.slack, run.clock(), no_wait()).sent == 1
+
+
+def test_status_shows_the_outbox_and_the_not_evaluated_notes(
+    warehouse: Engine, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    import service
+    from rules.findings import Evaluation, Note
+
+    run = Run(warehouse, slack)
+    run.check([finding(ANA)], rule(channel="#nowhere"))
+    note = Note("pace", rep("New Hire"), "no quota for the period")
+    process(
+        [Evaluation("pace", "quota_pace", run.clock(), (finding(ANA),), (note,))],
+        {"pace": rule()},
+        warehouse,
+        run.settings,
+        run.clock(),
+    )
+    for name in [n for n in os.environ if n.upper().startswith("SALESPULSE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SALESPULSE_DATABASE__URL", warehouse.url.render_as_string(hide_password=False))
+    assert service.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "outbox\n  pending 0, outcome being checked 0, sent today 0\n" in out
+    assert "  FAILED #1 (firing) to #nowhere: Slack refused: channel_not_found: no channel #nowhere: create it" in out
+    assert "  pace: 1 not evaluated as of 2026-05-04 09:00 UTC: New Hire: no quota for the period" in out
