@@ -364,7 +364,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     evaluations = evaluate_rules(rules, engine, company, now)
     out = console()
     print_evaluations(out, evaluations, now, company.reporting_currency, company.timezone)
-    result = process(evaluations, {r.id: r for r in rules}, engine, settings, now, dry_run=args.dry_run)
+    result = process(
+        evaluations, {r.id: r for r in rules}, engine, settings, now, dry_run=args.dry_run, queued_at=utc_now()
+    )
     flushed = None
     if args.dry_run:
         print_messages(((m.channel, m.message.as_json(), _message_note(m)) for m in result.messages), out)

@@ -104,7 +104,7 @@ def render_digest(
     if left_out:
         blocks.append(_section(f"…and {left_out} more team(s): see `python service.py digest --dry-run`"))
     names = {t.subject.name for t in team_rows}
-    relevant = [a for a in open_alerts if wanted is None or a.team in names]
+    relevant = [a for a in open_alerts if wanted is None or a.team in names or a.team is None]
     blocks.append({"type": "divider"})
     if relevant:
         counts: dict[str, list[OpenAlert]] = defaultdict(list)

@@ -11,6 +11,11 @@ channel's history since the attempt (``conversations.history`` / ``conversations
 second one. A row Slack refused for good (unknown or archived channel, bot not invited) is
 ``failed`` with the fix in ``last_error``; a refusal of the whole workspace (bad token, missing
 scope) stops the run and keeps every row for after the fix. Outages back off across runs.
+
+One sender at a time (the daemon and a hand-run ``check`` may overlap): the sender holds the
+``slack-outbox`` row of ``sync_locks``, taken over from a dead process at once and from a
+silent one after ``lock_timeout_s``; two senders could otherwise both find a row's outcome
+unknown, both miss it in the history, and both post it.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from sqlalchemy import Engine, Row, and_, func, or_, select, update
 from alerts.slack import SlackRefused, SlackTransport, SlackUnavailable
 from models.settings import SlackSettings
 from models.tables import notifications
+from sync.lock import SyncLocked, heartbeat, source_lock
 
 log = logging.getLogger(__name__)
 
 HISTORY_MARGIN = timedelta(minutes=10)  # clock skew between us and Slack when reading history back
+LOCK = "slack-outbox"
 
 
 @dataclass
@@ -59,18 +66,23 @@ class Pacing:
     # left 'sending' by a process that died mid-post is not looked at again before then, or another
     # process (a new leader) would find nothing in the history yet and post it a second time.
     in_flight_s: float = 60.0
+    lock_timeout_s: int = 3600  # a sender silent this long is taken over
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
 
 
 def pacing_for(slack: SlackSettings) -> Pacing:
     """The pacing the settings ask for. A post is in flight for at most its request timeout, three
-    times over (slack-sdk retries a rate-limited post twice), plus the Retry-After waits."""
+    times over (slack-sdk retries a rate-limited post twice), plus the Retry-After waits. A live
+    sender beats its lock after every row, so one silent for twice that is gone: a standby daemon on
+    another host (where its pid cannot be checked) takes the outbox over in minutes, not an hour."""
+    in_flight = 3 * slack.timeout_s + 10
     return Pacing(
         post_interval_s=slack.post_interval_s,
         retry_base_s=slack.retry_base_s,
         retry_max_s=slack.retry_max_s,
-        in_flight_s=3 * slack.timeout_s + 10,
+        in_flight_s=in_flight,
+        lock_timeout_s=int(2 * in_flight),
     )
 
 
@@ -79,18 +91,29 @@ def flush(engine: Engine, slack: SlackTransport, now: datetime, pacing: Pacing |
     pacing = pacing or Pacing()
     result = FlushResult()
     last_post: dict[str, float] = {}
-    with engine.connect() as conn:
-        due = conn.execute(
-            select(notifications)
-            .where(notifications.c.status.in_(("pending", "sending")), notifications.c.next_attempt_at <= now)
-            .order_by(notifications.c.id)
-        ).all()
-    for row in due:
-        try:
-            _send_one(engine, slack, row, now, pacing, last_post, result)
-        except _Stop as stop:
-            result.stopped = stop.reason
-            break
+    started = pacing.monotonic()
+
+    def clock() -> datetime:
+        return now + timedelta(seconds=pacing.monotonic() - started)
+
+    try:
+        with source_lock(engine, LOCK, clock, pacing.lock_timeout_s) as holder:
+            with engine.connect() as conn:
+                due = conn.execute(
+                    select(notifications)
+                    .where(notifications.c.status.in_(("pending", "sending")), notifications.c.next_attempt_at <= now)
+                    .order_by(notifications.c.id)
+                ).all()
+            for row in due:
+                try:
+                    _send_one(engine, slack, row, now, pacing, last_post, result)
+                except _Stop as stop:
+                    result.stopped = stop.reason
+                    break
+                with engine.begin() as conn:
+                    heartbeat(conn, LOCK, holder, clock)
+    except SyncLocked as busy:
+        result.stopped = f"another process is sending the outbox; it (or the next run) sends the rest: {busy}"
     return result
 
 

@@ -82,13 +82,19 @@ def process(
     now: datetime,
     *,
     dry_run: bool = False,
+    queued_at: datetime | None = None,
 ) -> ProcessResult:
-    """Apply the evaluations to alert state and queue the notifications they call for."""
+    """Apply the evaluations to alert state and queue the notifications they call for.
+
+    ``now`` is the evaluation instant the lifecycle runs on (``check --as-of`` may set it in the
+    past or future); ``queued_at`` (default ``now``) stamps the outbox rows, which the sender
+    compares with the wall clock.
+    """
     result = ProcessResult()
     with engine.connect() as conn:
         trans = conn.begin()
         try:
-            _process(conn, evaluations, rules, settings, now, result)
+            _process(conn, evaluations, rules, settings, now, queued_at or now, result)
         except BaseException:
             trans.rollback()
             raise
@@ -105,6 +111,7 @@ def _process(
     rules: Mapping[str, Rule],
     settings: Settings,
     now: datetime,
+    queued_at: datetime,
     result: ProcessResult,
 ) -> None:
     good = []
@@ -171,15 +178,15 @@ def _process(
     for (rule_id, channel), group in announce.items():
         ctx = _context(rules[rule_id], settings, evaluated_at[rule_id])
         message = announcement(ctx, [v for _, v in group])
-        nid = _queue(conn, result, channel, "firing", rule_id, message, [a for a, _ in group], None, now, secrets)
+        nid = _queue(conn, result, channel, "firing", rule_id, message, [a for a, _ in group], None, queued_at, secrets)
         conn.execute(update(alerts).where(alerts.c.id.in_([a for a, _ in group])).values(notification_id=nid))
     for (rule_id, parent, kind), group in replies.items():
         ctx = _context(rules[rule_id], settings, evaluated_at[rule_id])
         channel = conn.execute(select(notifications.c.channel).where(notifications.c.id == parent)).scalar_one()
         message = follow_up(ctx, kind, [v for _, v in group])
-        _queue(conn, result, channel, kind, rule_id, message, [a for a, _ in group], parent, now, secrets)
+        _queue(conn, result, channel, kind, rule_id, message, [a for a, _ in group], parent, queued_at, secrets)
     for parent in sorted(touched_parents):
-        _queue_edit(conn, result, parent, rules, settings, now, secrets)
+        _queue_edit(conn, result, parent, rules, settings, now, queued_at, secrets)
     _store_notes(conn, good, now)
 
 
@@ -289,6 +296,7 @@ def _queue_edit(
     rules: Mapping[str, Rule],
     settings: Settings,
     now: datetime,
+    queued_at: datetime,
     secrets: Sequence[str],
 ) -> None:
     """An edit of the announcing message: its alerts with their status now (resolved struck through)."""
@@ -310,7 +318,7 @@ def _queue_edit(
         for r in rows
     ]
     message = announcement(_context(rule, settings, now), views)
-    _queue(conn, result, head.channel, "update", rule.id, message, [], parent, now, secrets)
+    _queue(conn, result, head.channel, "update", rule.id, message, [], parent, queued_at, secrets)
 
 
 def _store_notes(conn: Connection, evaluations: Sequence[Evaluation], now: datetime) -> None:

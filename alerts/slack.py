@@ -129,28 +129,15 @@ class SlackTransport:
         channel_id = self.channel_id(channel)
         wanted = str(notification_id)
         oldest = f"{since.timestamp():.6f}"
+        # Thread replies are not in the channel history: a reply is looked for in its thread.
+        method, where = (self.client.conversations_history, {"oldest": oldest})
+        if thread_ts is not None:
+            method, where = self.client.conversations_replies, {"ts": thread_ts}
         cursor: str | None = None
         while True:
-            if thread_ts is None:
-                response = self._call(
-                    channel,
-                    self.client.conversations_history,
-                    channel=channel_id,
-                    oldest=oldest,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-            else:
-                response = self._call(
-                    channel,
-                    self.client.conversations_replies,
-                    channel=channel_id,
-                    ts=thread_ts,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
+            response = self._call(
+                channel, method, channel=channel_id, include_all_metadata=True, limit=200, cursor=cursor, **where
+            )
             for message in response.get("messages") or []:
                 meta = message.get("metadata") or {}
                 if meta.get("event_type") == EVENT_TYPE and str((meta.get("event_payload") or {}).get("id")) == wanted:

@@ -279,3 +279,52 @@ def test_no_secret_reaches_the_outbox_or_slack(warehouse: Engine, slack: FakeSla
     assert TOKEN not in "".join(payloads)
     assert TOKEN not in slack.transcript()
     assert TOKEN not in str(slack.messages())
+
+
+def test_one_sender_at_a_time(warehouse: Engine, slack: FakeSlack) -> None:
+    from sqlalchemy import insert
+
+    from models.tables import sync_locks
+    from sync.lock import holder_name
+
+    run = Run(warehouse, slack)
+    process([evaluation("pace", [finding(ANA)], run.clock())], {"pace": rule()}, warehouse, run.settings, run.clock())
+    with warehouse.begin() as conn:  # a live sender (this very process) holds the outbox
+        conn.execute(
+            insert(sync_locks).values(
+                source="slack-outbox", holder=holder_name(), acquired_at=run.clock(), heartbeat_at=run.clock()
+            )
+        )
+    busy = flush(warehouse, run.slack, run.clock(), no_wait())
+    assert busy.stopped.startswith("another process is sending the outbox")
+    assert slack.messages() == []
+    run.clock.advance(hours=2)  # its heartbeat is older than lock_timeout_s: taken over
+    assert flush(warehouse, run.slack, run.clock(), no_wait()).sent == 1
+
+
+def test_status_shows_the_outbox_and_the_not_evaluated_notes(
+    warehouse: Engine, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    import service
+    from rules.findings import Evaluation, Note
+
+    run = Run(warehouse, slack)
+    run.check([finding(ANA)], rule(channel="#nowhere"))
+    note = Note("pace", rep("New Hire"), "no quota for the period")
+    process(
+        [Evaluation("pace", "quota_pace", run.clock(), (finding(ANA),), (note,))],
+        {"pace": rule()},
+        warehouse,
+        run.settings,
+        run.clock(),
+    )
+    for name in [n for n in os.environ if n.upper().startswith("SALESPULSE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SALESPULSE_DATABASE__URL", warehouse.url.render_as_string(hide_password=False))
+    assert service.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "outbox\n  pending 0, outcome being checked 0, sent today 0\n" in out
+    assert "  FAILED #1 (firing) to #nowhere: Slack refused: channel_not_found: no channel #nowhere: create it" in out
+    assert "  pace: 1 not evaluated as of 2026-05-04 09:00 UTC: New Hire: no quota for the period" in out

@@ -26,8 +26,8 @@ from sandbox.slack import FakeSlack, Message
 from tests.alerts.helpers import TOKEN, evaluation, finding, rep, rule, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = [rule(f"rule-{i:02d}") for i in range(10)]
-KILLS = 8
+RULES = [rule(f"rule-{i:02d}", send_resolved=True) for i in range(12)]
+KILLS = 6
 CHILD = """
 import sys
 from alerts.outbox import Pacing, flush
@@ -37,7 +37,7 @@ from models.database import open_warehouse
 from models.settings import SlackSettings
 url, base, token = sys.argv[1:4]
 slack = SlackTransport.from_settings(SlackSettings(base_url=base, token=token, timeout_s=5))
-print(flush(open_warehouse(url), slack, utc_now(), Pacing(post_interval_s=0.05)))
+print(flush(open_warehouse(url), slack, utc_now(), Pacing(post_interval_s=0.25)))
 """
 
 
@@ -76,24 +76,39 @@ def test_sigkill_at_random_points_loses_nothing_and_posts_nothing_twice(
     evaluations = [evaluation(r.id, [finding(rep(f"Rep {r.id}"), rule_id=r.id)], now) for r in RULES]
     process(evaluations, {r.id: r for r in RULES}, warehouse, settings, now)
     rng = random.Random(11)
-    killed_after_ok = 0
+    announcing = kill_and_finish(warehouse_url, slack, rng)
+    # then resolutions: replies in the threads and edits of the announcing messages, killed the same way
+    later = utc_now()
+    process([evaluation(r.id, [], later) for r in RULES], {r.id: r for r in RULES}, warehouse, settings, later)
+    replying = kill_and_finish(warehouse_url, slack, rng)
+    with warehouse.connect() as conn:
+        rows = conn.execute(select(notifications.c.id, notifications.c.kind, notifications.c.status)).all()
+    assert {r.status for r in rows} == {"sent"}
+    assert {r.kind for r in rows} == {"firing", "resolved", "update"}
+    posted = Counter(m.metadata["event_payload"]["id"] for m in slack.messages() if m.metadata)
+    assert posted == Counter(str(r.id) for r in rows if r.kind != "update")
+    tops = [m for m in slack.messages() if m.thread_ts is None]
+    assert all(m.edited for m in tops)
+    assert {m.thread_ts for m in slack.messages() if m.thread_ts} == {m.ts for m in tops}
+    # the "after ok" kills really hit posts Slack had stored (replies run out before the kills do)
+    assert announcing >= 2
+    assert replying >= 2
+
+
+def kill_and_finish(url: str, slack: FakeSlack, rng: random.Random) -> int:
+    """KILLS senders killed, half right after Slack stored a post; then one that finishes. Kills after ok."""
+    after_ok = 0
     for attempt in range(KILLS):
-        proc = sender(warehouse_url, slack)
+        proc = sender(url, slack)
         if attempt % 2 == 0:
             before = len(slack.messages())
             kill_at_post(slack, proc, rng.randint(1, 2))
             proc.wait(timeout=60)
-            killed_after_ok += len(slack.messages()) > before
+            after_ok += len(slack.messages()) > before
         else:
-            time.sleep(rng.uniform(0.3, 1.5))  # start-up is most of it: kills land in imports, reads, posts
+            time.sleep(rng.uniform(0.3, 1.2))  # start-up is most of it: kills land in imports, reads, posts
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
         slack.on_post = None
-    final = sender(warehouse_url, slack)
-    assert final.wait(timeout=120) == 0
-    with warehouse.connect() as conn:
-        rows = conn.execute(select(notifications.c.id, notifications.c.status)).all()
-    assert {r.status for r in rows} == {"sent"}
-    posted = Counter(m.metadata["event_payload"]["id"] for m in slack.messages() if m.metadata)
-    assert posted == Counter(str(r.id) for r in rows)
-    assert killed_after_ok == KILLS // 2  # every "after ok" kill really hit a post Slack had stored
+    assert sender(url, slack).wait(timeout=120) == 0
+    return after_ok
