@@ -29,6 +29,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +49,8 @@ from rules.schedule import cron_trigger
 log = logging.getLogger("salespulse.daemon")
 
 TICK_S = 0.5
+DIGEST_RETRY = timedelta(minutes=10)
+DIGEST_RETRIES = 6
 STATUS_KEPT = timedelta(days=7)
 
 
@@ -75,6 +78,7 @@ class Daemon:
         self.endpoint: Endpoint | None = None
         self._lock = threading.Lock()
         self._quotas_dirty = False
+        self._digest_retries = 0
         self._schedule_fixed_jobs()
 
     # -- set-up ------------------------------------------------------------------------
@@ -238,6 +242,22 @@ class Daemon:
             "duration_s": round(duration, 3),
             "error": outcome.error,
         }
+        if kind == "digest":
+            self._retry_digest(work, failed=outcome.status == "failed")
+
+    def _retry_digest(self, work: Callable[[], Outcome], *, failed: bool) -> None:
+        """The digest does not go through the outbox: one that Slack refused is tried again in
+        ``DIGEST_RETRY`` (up to ``DIGEST_RETRIES`` times), not a week later at its next time."""
+        if not failed or self.stop.is_set():
+            self._digest_retries = 0
+            return
+        if self._digest_retries >= DIGEST_RETRIES:
+            log.error("digest given up after %d retries; it runs again at its next time", DIGEST_RETRIES)
+            self._digest_retries = 0
+            return
+        self._digest_retries += 1
+        when = self.clock() + DIGEST_RETRY
+        self.add_job("digest:retry", "digest", DateTrigger(run_date=when), work)
 
     # -- health and status -------------------------------------------------------------
     def health(self) -> Health:
