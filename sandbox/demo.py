@@ -89,7 +89,7 @@ def summary(
     synced = Table(title="Rows synced", title_justify="left")
     synced.add_column("table")
     for source in sorted(rows):
-        synced.add_column(source, justify="right")
+        synced.add_column("quota file" if source == "file" else source, justify="right")
     for name in tables:
         synced.add_row(name, *(f"{rows[s].get(name, 0):,}" for s in sorted(rows)))
     out.print(synced)
