@@ -38,7 +38,7 @@ from sync.quota_file import load_quota_file
 
 @dataclass
 class Outcome:
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped (not run, with the reason) | stopped (at a checkpoint, by shutdown)
     counts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -70,6 +70,8 @@ class Jobs:
     # their indexes (two at once raced: "index ... already exists"); one writer is what SQLite
     # allows anyway.
     _syncing: threading.Lock = field(default_factory=threading.Lock)
+    # One flush at a time in this process: a check's own flush and the outbox job.
+    _flushing: threading.Lock = field(default_factory=threading.Lock)
 
     def sync(self, source: str) -> Outcome:
         """An incremental sync of one source; stops between batches when the daemon stops."""
@@ -137,11 +139,6 @@ class Jobs:
     @cached_property
     def slack(self) -> SlackTransport:
         return SlackTransport.from_settings(self.settings.slack)
-
-    @cached_property
-    def _flushing(self) -> threading.Lock:
-        """One flush at a time: a check's own flush and the outbox job must not post the same row twice."""
-        return threading.Lock()
 
     def digest(self) -> Outcome:
         """The team digest (standing against quota, open alerts, chart) to each team's channel."""
