@@ -125,7 +125,7 @@ class Daemon:
         return f"{len(fresh.slack.team_channels)} team channel(s)"
 
     def _schedule_fixed_jobs(self) -> None:
-        """A sync per source at its interval, and the outbox at its own (rule checks come from the rule files)."""
+        """A sync per source at its interval, the outbox and the digest (rule checks come from the rule files)."""
         every = timedelta(minutes=self.settings.sync.interval_minutes)
         for source in self.sources:
             trigger = IntervalTrigger(seconds=every.total_seconds())

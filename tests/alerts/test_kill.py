@@ -37,8 +37,10 @@ from models.database import open_warehouse
 from models.settings import SlackSettings
 url, base, token = sys.argv[1:4]
 slack = SlackTransport.from_settings(SlackSettings(base_url=base, token=token, timeout_s=5))
-print(flush(open_warehouse(url), slack, utc_now(), Pacing(post_interval_s=0.25)))
+print(flush(open_warehouse(url), slack, utc_now(), Pacing(post_interval_s=0.25, in_flight_s=0)))
 """
+# in_flight_s=0: here Slack stores a post before the kill, so nothing is still in flight when the next
+# sender starts; the wait for a post that lands late is tested in tests/daemon/test_leader.py.
 
 
 @pytest.fixture
