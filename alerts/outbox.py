@@ -193,6 +193,10 @@ def _send_one(
         attempts = row.attempts + 1
         delay = min(pacing.retry_base_s * 2 ** (attempts - 1), pacing.retry_max_s)
         status = "sending" if unknown and outage.maybe_posted else ("sending" if row.status == "sending" else "pending")
+        if status == "sending":
+            # The post may still land (Slack answering after our timeout): the history is not read
+            # before it can no longer land, or the message would be posted a second time.
+            delay = max(delay, pacing.in_flight_s)
         _finish(
             engine,
             row.id,
