@@ -163,7 +163,7 @@ def main() -> int:
             return 1
         for server in servers.values():
             server.faults.clear()
-        time.sleep(STOP_BOUND_S / 3)  # let the last alerts go out, faults off
+        _drain(url, timeout_s=120)  # faults off: the outbox empties (a timed-out post waits ~19 s first)
         stop_t = time.monotonic()
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=STOP_BOUND_S + 30)
@@ -175,6 +175,18 @@ def main() -> int:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     ok = report["exit_code"] == 0 and not report["notifications_lost"] and not report["notifications_sent_twice"]
     return 0 if ok else 1
+
+
+def _drain(url: str, timeout_s: float) -> None:
+    engine = create_engine(url)
+    undelivered = select(func.count()).select_from(notifications).where(notifications.c.status != "sent")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(undelivered).scalar() == 0:
+                break
+        time.sleep(1)
+    engine.dispose()
 
 
 def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes) -> dict:
