@@ -15,10 +15,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rules.findings import Evaluation, Finding
+from rules.findings import Evaluation, Finding, SampleRecord
 
 SEVERITY_STYLE = {"critical": "bold red", "warn": "yellow"}
 MAX_SUBJECTS = 6  # names shown per backtest row before "+N more"
+MAX_SAMPLES = 3  # worst records shown per finding (the alert carries them all)
 
 
 def format_value(value: float, unit: str, currency: str) -> str:
@@ -75,6 +76,7 @@ def _findings_table(findings: Sequence[Finding], currency: str) -> Table:
         ("baseline", "right"),
         ("n", "right"),
         ("explanation", "left"),
+        ("worst records", "left"),
     ):
         table.add_column(name, justify=justify, overflow="fold")
     for f in sorted(findings, key=lambda f: (f.rule_id, f.severity != "critical", f.subject.name)):
@@ -87,8 +89,15 @@ def _findings_table(findings: Sequence[Finding], currency: str) -> Table:
             format_value(f.baseline, f.unit, currency),
             str(f.sample_size),
             Text(f.summary or f.explanation),
+            Text("\n".join(_sample(s, currency) for s in f.samples[:MAX_SAMPLES])),
         )
     return table
+
+
+def _sample(record: SampleRecord, currency: str) -> str:
+    facts = [format_value(record.amount, "money", currency)] if record.amount is not None else []
+    facts += [f"{record.days:.0f} d"] if record.days is not None else []
+    return f"{record.name} ({', '.join(facts)})" if facts else record.name
 
 
 def print_backtest(

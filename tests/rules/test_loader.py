@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.errors import ConfigError, RuleFileError
+from rules.kinds import KINDS
 from rules.loader import load_rules, rule_files
 from rules.model import Rule
 from rules.names import WarehouseNames
@@ -331,3 +332,30 @@ def test_fuzzed_text_loads_or_gives_located_problems(tmp_path: Path, text: str) 
     path = tmp_path / "fuzz.yaml"
     path.write_text(text, encoding="utf-8")
     _check_outcome(path)
+
+
+def _real_kind_rule() -> st.SearchStrategy[dict]:
+    def params_for(kind: str) -> st.SearchStrategy[dict]:
+        fields = [f.alias or name for name, f in KINDS[kind].Params.model_fields.items()]
+        return st.dictionaries(st.sampled_from([*fields, "bogus"]), _values, max_size=4)
+
+    return st.sampled_from(sorted(KINDS)).flatmap(
+        lambda kind: st.fixed_dictionaries(
+            {"id": st.just("r"), "kind": st.just(kind), "params": params_for(kind)},
+            optional={"severity": st.fixed_dictionaries({}, optional={"warn": _scalars, "critical": _scalars})},
+        )
+    )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rule=_real_kind_rule())
+def test_fuzzed_params_of_the_real_kinds_load_or_give_located_problems(tmp_path: Path, rule: dict) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump({"rules": [rule]}, allow_unicode=True), encoding="utf-8")
+    problems: list[str] = []
+    try:
+        load_rules([path], kinds=KINDS, names=NAMES)
+    except RuleFileError as exc:
+        problems = exc.problems
+    for problem in problems:
+        assert re.match(rf"^{re.escape(str(path))}:\d+:\d+: rule 'r': \S", problem), problem

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from rules.findings import Evaluation, Finding, Note, Subject
+from rules.findings import Evaluation, Finding, Note, SampleRecord, Subject
 from rules.report import format_value, print_backtest, print_evaluations
 
 AT = datetime(2026, 3, 16, 8, tzinfo=UTC)
@@ -29,14 +29,27 @@ def test_values_are_shown_in_their_unit(value: float, unit: str, shown: str) -> 
     assert format_value(value, unit, "EUR") == shown
 
 
-def finding(name: str, severity: str = "warn") -> Finding:
-    return Finding("r", "k", Subject("rep", f"id-{name}", name, "West"), severity, 0.4, 1.0, 12, "share", f"{name} x")
+def finding(name: str, severity: str = "warn", samples: tuple[SampleRecord, ...] = ()) -> Finding:
+    subject = Subject("rep", f"id-{name}", name, "West")
+    return Finding("r", "k", subject, severity, 0.4, 1.0, 12, "share", f"{name} x", samples=samples)
 
 
 def test_dry_run_output_names_findings_notes_and_failures() -> None:
     out = Console(width=200, record=True)
     evaluations = [
-        Evaluation("r", "k", AT, (finding("Ana", "critical"),), (Note("r", Subject("rep", "b", "Bo"), "no quota"),)),
+        Evaluation(
+            "r",
+            "k",
+            AT,
+            (
+                finding(
+                    "Ana",
+                    "critical",
+                    tuple(SampleRecord(f"d{i}", f"Deal {i}", 1000.0 * i, days=i) for i in (1, 2, 3, 4)),
+                ),
+            ),
+            (Note("r", Subject("rep", "b", "Bo"), "no quota"),),
+        ),
         Evaluation("s", "k", AT, error="ZeroDivisionError: boom"),
     ]
     print_evaluations(out, evaluations, AT, "USD", "Europe/Berlin")
@@ -44,7 +57,9 @@ def test_dry_run_output_names_findings_notes_and_failures() -> None:
     assert "as of 2026-03-16 09:00 CET: 2 rule(s) evaluated, 1 finding(s)" in text
     row = next(line for line in text.splitlines() if "Ana" in line)
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
-    assert cells == ["r", "critical", "Ana (rep)", "West", "40%", "100%", "12", "Ana x"]
+    assert cells == ["r", "critical", "Ana (rep)", "West", "40%", "100%", "12", "Ana x", "Deal 1 (1,000 USD, 1 d)"]
+    assert "Deal 3 (3,000 USD, 3 d)" in text
+    assert "Deal 4" not in text
     assert "not evaluated (1):\n  r: rep Bo: no quota" in text
     assert "rule s failed: ZeroDivisionError: boom" in text
 
