@@ -1,7 +1,7 @@
 """indexes for rule queries: deals by stage_entered_at, leads by assigned_at, lead activities
 
 Revision ID: 0008
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-01 22:35:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision = '0008'
-down_revision = '0002'
+down_revision = '0005'  # re-chained after 0005 on branch i10-perf (one head)
 branch_labels = None
 depends_on = None
 
