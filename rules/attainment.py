@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -307,22 +306,28 @@ def ramp_share(period: Period, hired_on: date | None, today: date, ramp_days: in
     return by_today / days, sum(weight(d) for d in span) / days
 
 
+class MeasureParams(KindParams):
+    """The params of every kind that reads this measurement (their defaults are the digest's)."""
+
+    period: Literal["month", "quarter", "year"] = "quarter"
+    min_elapsed: float = Field(0.15, ge=0, le=1)  # share of the period before pace is judged
+    ramp_days: int = Field(90, ge=0)  # reps hired this recently get a ramped quota; 0: no ramp
+    win_rate_days: int = Field(365, ge=30)  # stage win rates from the stage moves of this many days
+    min_history: int = Field(20, ge=1)  # moves out of a stage before its own win rate is used
+    teams: bool = True  # judge teams (the sum of their reps) too
+    # The projection counts existing deals only: with fewer open deals closing in the period it
+    # speaks of deals not created yet, not of the subject, and stays silent.
+    min_projection_deals: int = Field(5, ge=1)
+
+
 def measure_period(
-    warehouse: Warehouse,
-    period: Period,
-    now: datetime,
-    *,
-    scope: Scope,
-    ramp_days: int,
-    win_rate_days: int,
-    min_history: int,
-    rep_list: Iterable[RepInfo] | None = None,
+    warehouse: Warehouse, period: Period, now: datetime, scope: Scope, params: MeasureParams
 ) -> Standings:
     """Measures for every rep in scope and every team, in ``period`` as of ``now``."""
-    found = list(rep_list) if rep_list is not None else load_reps(warehouse, scope)
+    found = load_reps(warehouse, scope)
     quota = quota_by_rep(warehouse, period)
     won = won_by_rep(warehouse, period, now, scope)
-    rates = win_rates(warehouse, now, win_rate_days, min_history)
+    rates = win_rates(warehouse, now, params.win_rate_days, params.min_history)
     pipeline = open_pipeline_by_rep(warehouse, period, now, scope, rates)
     elapsed = period.elapsed(now)
     today = min(local_day(now, warehouse.company), period.end)
@@ -331,7 +336,7 @@ def measure_period(
     for rep in found:
         q = quota.get(rep.id)
         amount, count = won.get(rep.id, (0.0, 0))
-        shares = ramp_share(period, rep.hired_on, today, ramp_days) if q else None
+        shares = ramp_share(period, rep.hired_on, today, params.ramp_days) if q else None
         by_now, by_end = shares if shares is not None else (elapsed, 1.0)
         m = Measure(q, (q or 0.0) * by_now, (q or 0.0) * by_end, amount, count, pipeline.get(rep.id, OpenPipeline()))
         reps_out[rep.id] = (rep, m)
@@ -344,29 +349,3 @@ def measure_period(
             team.deals_won += m.deals_won
             team.pipeline.add(m.pipeline)
     return Standings(period, now, elapsed, reps_out, teams)
-
-
-class MeasureParams(KindParams):
-    """The params of every kind that reads this measurement (their defaults are the digest's)."""
-
-    period: Literal["month", "quarter", "year"] = "quarter"
-    min_elapsed: float = Field(0.15, ge=0, le=1)  # share of the period before pace is judged
-    ramp_days: int = Field(90, ge=0)  # reps hired this recently get a ramped quota; 0: no ramp
-    win_rate_days: int = Field(365, ge=30)  # stage win rates from deals closed in this many days
-    min_history: int = Field(20, ge=1)  # closed deals that left a stage before its own win rate is used
-    teams: bool = True  # judge teams (the sum of their reps) too
-    # The projection counts existing deals only: with fewer open deals closing in the period it
-    # speaks of deals not created yet, not of the subject, and stays silent.
-    min_projection_deals: int = Field(5, ge=1)
-
-
-def measure_rule(warehouse: Warehouse, period: Period, now: datetime, scope: Scope, params: MeasureParams) -> Standings:
-    return measure_period(
-        warehouse,
-        period,
-        now,
-        scope=scope,
-        ramp_days=params.ramp_days,
-        win_rate_days=params.win_rate_days,
-        min_history=params.min_history,
-    )

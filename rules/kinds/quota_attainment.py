@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from models.tables import opportunities
 from rules.asof import open_deals_at
-from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_sizes, measure_rule
+from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_sizes, measure_period
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, period_of
@@ -76,9 +76,9 @@ class QuotaAttainment:
         params = Params(**rule.params)
         levels = tiers(rule, DEFAULT_TIERS)
         period = period_of(params.period, now, warehouse.company)
-        current = measure_rule(warehouse, period, now, rule.scope, params)
+        current = measure_period(warehouse, period, now, rule.scope, params)
         early = current.elapsed < params.min_elapsed
-        previous = measure_rule(warehouse, period.previous(), now, rule.scope, params) if early else None
+        previous = measure_period(warehouse, period.previous(), now, rule.scope, params) if early else None
         judge = _Judge(rule, params, levels, warehouse, now, period, current.elapsed)
         judge.sizes = deal_sizes(warehouse, now, params.win_rate_days)
         findings: list[Finding] = []
