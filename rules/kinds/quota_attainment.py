@@ -164,11 +164,9 @@ class _Judge:
             return None
         details = self._details(m)
         low, high = m.projected_interval()
-        projection = (
-            f"projected {_pct(m.share_of_target(low))}-{_pct(m.share_of_target(high))} of quota at period end"
-            if m.target
-            else "no projection"
-        )
+        low_text, high_text = _pct(m.share_of_target(low)), _pct(m.share_of_target(high))
+        span = low_text if low_text == high_text else f"{low_text}-{high_text}"
+        projection = f"projected {span} of quota at period end" if m.target else "no projection"
         won = f"{_money(m.won, self.currency)} won ({plural(m.deals_won, 'deal')})"
         expected = f"the {_money(m.expected, self.currency)} expected by now"
         gone = f"{_pct(self.elapsed)} of {self.period.label()} gone"
