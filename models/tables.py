@@ -154,6 +154,8 @@ opportunities = Table(
     Index(None, "updated_at"),
     Index(None, "synced_at"),  # what a sync touched: derived columns are refreshed for those rows only
     Index(None, "stage_entered_at"),  # deals whose stage changed after an as-of instant (rules/asof.py)
+    Index(None, "is_closed", "close_date"),  # deals closed in a period, by close date (performance rules)
+    Index(None, "deleted_at"),  # deals deleted by an instant (their stage moves leave the win rates)
     comment="Deals (Salesforce Opportunity, HubSpot deal).",
 )
 
@@ -168,6 +170,7 @@ stage_changes = Table(
     Column("synced_at", UTCDateTime(), nullable=False),
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
+    Index(None, "source", "from_stage", "to_stage", "changed_at"),  # moves per pair of stages (win rates)
     comment="Every stage move of every deal.",
 )
 

@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
 from scipy.stats import norm
-from sqlalchemy import Float, and_, cast, func, or_, select
+from sqlalchemy import Float, Subquery, and_, cast, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.tables import opportunities, quotas, reps
@@ -184,27 +183,30 @@ def closed_moment() -> ColumnElement[datetime]:
     return func.coalesce(o.stage_entered_at, o.closed_at)
 
 
-def closed_between(first: date, last: date, now: datetime) -> ColumnElement[bool]:
-    """Deals closed by ``now`` (and not deleted then) whose close date at ``now`` lies in [first, last].
+def closed_in(first: date, last: date, now: datetime, scope: Scope) -> Subquery:
+    """Deals in scope closed by ``now`` (not deleted then) whose close date at ``now`` lies in [first, last].
 
-    The close date at ``now`` (:func:`rules.asof.close_date_at`), not today's: a won deal whose
-    close date was moved since must count where it stood. A deal not modified since ``now``
-    is read from its row (by the (is_closed, close_date) index); only the others go to history.
+    Columns: ``owner_id``, ``is_won``, ``amount`` (reporting currency, float). The close date at
+    ``now`` (:func:`rules.asof.close_date_at`), not today's: a won deal whose close date moved
+    since counts where it stood. Two parts, each on its own index: deals not modified since
+    ``now`` by the (is_closed, close_date) range; deals modified since (few when ``now`` is
+    recent) through their history.
     """
     o = opportunities.c
     moment = closed_moment()
-    changed_since = func.coalesce(o.updated_at, o.synced_at) > now
-    at = close_date_at(opportunities, now)
-    return and_(
+    stamp = func.coalesce(o.updated_at, o.synced_at)
+    shared = and_(
         o.is_closed.is_(True),
         alive_at(opportunities, now),
         or_(moment.is_(None), moment <= now),
-        or_(
-            and_(o.close_date >= first, o.close_date <= last),
-            and_(changed_since, at >= first, at <= last),
-        ),
-        or_(~changed_since, and_(at >= first, at <= last)),
+        deal_scope(scope),
     )
+    columns = (o.owner_id.label("owner_id"), o.is_won.label("is_won"), cast(o.amount_reporting, Float).label("amount"))
+    unchanged = select(*columns).where(shared, o.close_date >= first, o.close_date <= last, stamp <= now)
+    at = close_date_at(opportunities, now)
+    since = or_(o.updated_at > now, and_(o.updated_at.is_(None), o.synced_at > now))
+    changed = select(*columns).where(shared, since, at >= first, at <= last)
+    return union_all(unchanged, changed).subquery("closed_in")
 
 
 def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope) -> dict[str, tuple[float, int]]:
@@ -213,18 +215,12 @@ def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope
     The close date, not the UTC instant, places a deal in a period: a deal won at 23:30 local
     time on the quarter's last day carries that day as its close date in the CRM.
     """
-    o = opportunities.c
     today = local_day(now, warehouse.company)
     if today < period.start:
         return {}
+    d = closed_in(period.start, min(period.end, today), now, scope).c
     rows = warehouse.conn.execute(
-        select(o.owner_id, func.sum(o.amount_reporting), func.count())
-        .where(
-            closed_between(period.start, min(period.end, today), now),
-            o.is_won.is_(True),
-            deal_scope(scope),
-        )
-        .group_by(o.owner_id)
+        select(d.owner_id, func.sum(d.amount), func.count()).where(d.is_won.is_(True)).group_by(d.owner_id)
     )
     return {owner: (float(amount or 0), int(n)) for owner, amount, n in rows}
 
@@ -250,13 +246,10 @@ class DealSizes:
 
 
 def deal_sizes(warehouse: Warehouse, now: datetime, days: int) -> DealSizes:
-    o = opportunities.c
     today = local_day(now, warehouse.company)
-    amount = cast(o.amount_reporting, Float)
+    d = closed_in(today - timedelta(days=days - 1), today, now, Scope()).c
     n, total, squares = warehouse.conn.execute(
-        select(func.count(amount), func.sum(amount), func.sum(amount * amount)).where(
-            o.is_won.is_(True), closed_between(today - timedelta(days=days - 1), today, now)
-        )
+        select(func.count(d.amount), func.sum(d.amount), func.sum(d.amount * d.amount)).where(d.is_won.is_(True))
     ).one()
     if not n:
         return DealSizes(0, 0.0, 0.0)
@@ -313,22 +306,28 @@ def ramp_share(period: Period, hired_on: date | None, today: date, ramp_days: in
     return by_today / days, sum(weight(d) for d in span) / days
 
 
+class MeasureParams(KindParams):
+    """The params of every kind that reads this measurement (their defaults are the digest's)."""
+
+    period: Literal["month", "quarter", "year"] = "quarter"
+    min_elapsed: float = Field(0.15, ge=0, le=1)  # share of the period before pace is judged
+    ramp_days: int = Field(90, ge=0)  # reps hired this recently get a ramped quota; 0: no ramp
+    win_rate_days: int = Field(365, ge=30)  # stage win rates from the stage moves of this many days
+    min_history: int = Field(20, ge=1)  # moves out of a stage before its own win rate is used
+    teams: bool = True  # judge teams (the sum of their reps) too
+    # The projection counts existing deals only: with fewer open deals closing in the period it
+    # speaks of deals not created yet, not of the subject, and stays silent.
+    min_projection_deals: int = Field(5, ge=1)
+
+
 def measure_period(
-    warehouse: Warehouse,
-    period: Period,
-    now: datetime,
-    *,
-    scope: Scope,
-    ramp_days: int,
-    win_rate_days: int,
-    min_history: int,
-    rep_list: Iterable[RepInfo] | None = None,
+    warehouse: Warehouse, period: Period, now: datetime, scope: Scope, params: MeasureParams
 ) -> Standings:
     """Measures for every rep in scope and every team, in ``period`` as of ``now``."""
-    found = list(rep_list) if rep_list is not None else load_reps(warehouse, scope)
+    found = load_reps(warehouse, scope)
     quota = quota_by_rep(warehouse, period)
     won = won_by_rep(warehouse, period, now, scope)
-    rates = win_rates(warehouse, now, win_rate_days, min_history)
+    rates = win_rates(warehouse, now, params.win_rate_days, params.min_history)
     pipeline = open_pipeline_by_rep(warehouse, period, now, scope, rates)
     elapsed = period.elapsed(now)
     today = min(local_day(now, warehouse.company), period.end)
@@ -337,7 +336,7 @@ def measure_period(
     for rep in found:
         q = quota.get(rep.id)
         amount, count = won.get(rep.id, (0.0, 0))
-        shares = ramp_share(period, rep.hired_on, today, ramp_days) if q else None
+        shares = ramp_share(period, rep.hired_on, today, params.ramp_days) if q else None
         by_now, by_end = shares if shares is not None else (elapsed, 1.0)
         m = Measure(q, (q or 0.0) * by_now, (q or 0.0) * by_end, amount, count, pipeline.get(rep.id, OpenPipeline()))
         reps_out[rep.id] = (rep, m)
@@ -350,29 +349,3 @@ def measure_period(
             team.deals_won += m.deals_won
             team.pipeline.add(m.pipeline)
     return Standings(period, now, elapsed, reps_out, teams)
-
-
-class MeasureParams(KindParams):
-    """The params of every kind that reads this measurement (their defaults are the digest's)."""
-
-    period: Literal["month", "quarter", "year"] = "quarter"
-    min_elapsed: float = Field(0.15, ge=0, le=1)  # share of the period before pace is judged
-    ramp_days: int = Field(90, ge=0)  # reps hired this recently get a ramped quota; 0: no ramp
-    win_rate_days: int = Field(365, ge=30)  # stage win rates from deals closed in this many days
-    min_history: int = Field(20, ge=1)  # closed deals that left a stage before its own win rate is used
-    teams: bool = True  # judge teams (the sum of their reps) too
-    # The projection counts existing deals only: with fewer open deals closing in the period it
-    # speaks of deals not created yet, not of the subject, and stays silent.
-    min_projection_deals: int = Field(5, ge=1)
-
-
-def measure_rule(warehouse: Warehouse, period: Period, now: datetime, scope: Scope, params: MeasureParams) -> Standings:
-    return measure_period(
-        warehouse,
-        period,
-        now,
-        scope=scope,
-        ramp_days=params.ramp_days,
-        win_rate_days=params.win_rate_days,
-        min_history=params.min_history,
-    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rules.attainment import Measure, MeasureParams, measure_rule
+from rules.attainment import Measure, MeasureParams, measure_period
 from rules.findings import Standing, StandingRow, Subject
 from rules.model import Scope, Warehouse
 from rules.periods import PeriodKind, period_of
@@ -34,7 +34,7 @@ def _row(subject: Subject, m: Measure) -> StandingRow:
 def standing(warehouse: Warehouse, now: datetime, period: PeriodKind = "quarter") -> Standing:
     """Every active rep (with or without quota) and every team, sorted by team then name."""
     p = period_of(period, now, warehouse.company)
-    measured = measure_rule(warehouse, p, now, Scope(), MeasureParams(period=period))
+    measured = measure_period(warehouse, p, now, Scope(), MeasureParams(period=period))
     reps = sorted(
         (
             _row(Subject("rep", rep.id, rep.name, rep.team), m)

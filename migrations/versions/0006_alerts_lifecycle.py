@@ -5,7 +5,7 @@ grouped messages (notification_alerts), threads and unknown-outcome attempts in 
 and the 'not evaluated' notes of the latest check.
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-01 22:18:28.017609
 """
 
@@ -18,7 +18,7 @@ import models.types
 
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

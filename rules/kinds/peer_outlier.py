@@ -37,7 +37,7 @@ from sqlalchemy import Float, case, cast, func, select
 
 from models.tables import activities, opportunities
 from rules.asof import alive_at
-from rules.attainment import RepInfo, closed_between, deal_scope, load_reps, quota_by_rep
+from rules.attainment import RepInfo, closed_in, deal_scope, load_reps, quota_by_rep
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, local_day, period_of
@@ -116,17 +116,14 @@ def rep_metrics(
         )
         rows = {rep: (float(total), int(n)) for rep, total, n in warehouse.conn.execute(query)}
     else:
-        won = o.is_won.is_(True)
-        query = (
-            select(
-                o.owner_id,
-                func.coalesce(func.sum(case((won, amount), else_=0.0)), 0.0),
-                func.count(case((won, 1))),
-                func.count(),
-            )
-            .where(closed_between(first, last, now), deal_scope(rule.scope))
-            .group_by(o.owner_id)
-        )
+        d = closed_in(first, last, now, rule.scope).c
+        won = d.is_won.is_(True)
+        query = select(
+            d.owner_id,
+            func.coalesce(func.sum(case((won, d.amount), else_=0.0)), 0.0),
+            func.count(case((won, 1))),
+            func.count(),
+        ).group_by(d.owner_id)
         rows = {}
         for rep, won_total, won_n, closed_n in warehouse.conn.execute(query):
             if params.metric == "won_amount":

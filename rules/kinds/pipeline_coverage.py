@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from rules.attainment import Measure, MeasureParams, measure_rule
+from rules.attainment import Measure, MeasureParams, measure_period
 from rules.findings import Evaluation, Finding, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import period_of
@@ -49,7 +49,7 @@ class PipelineCoverage:
         params = Params(**rule.params)
         levels = tiers(rule, DEFAULT_TIERS)
         period = period_of(params.period, now, warehouse.company)
-        measured = measure_rule(warehouse, period, now, rule.scope, params)
+        measured = measure_period(warehouse, period, now, rule.scope, params)
         subjects = [(Subject("rep", rep.id, rep.name, rep.team), m) for rep, m in measured.reps.values()]
         if params.teams:
             subjects += [(Subject("team", tid, name, name), m) for tid, (name, m) in measured.teams.items()]

@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from models.tables import opportunities
 from rules.asof import open_deals_at
-from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_sizes, measure_rule
+from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_sizes, measure_period
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, period_of
@@ -76,9 +76,9 @@ class QuotaAttainment:
         params = Params(**rule.params)
         levels = tiers(rule, DEFAULT_TIERS)
         period = period_of(params.period, now, warehouse.company)
-        current = measure_rule(warehouse, period, now, rule.scope, params)
+        current = measure_period(warehouse, period, now, rule.scope, params)
         early = current.elapsed < params.min_elapsed
-        previous = measure_rule(warehouse, period.previous(), now, rule.scope, params) if early else None
+        previous = measure_period(warehouse, period.previous(), now, rule.scope, params) if early else None
         judge = _Judge(rule, params, levels, warehouse, now, period, current.elapsed)
         judge.sizes = deal_sizes(warehouse, now, params.win_rate_days)
         findings: list[Finding] = []
@@ -164,11 +164,9 @@ class _Judge:
             return None
         details = self._details(m)
         low, high = m.projected_interval()
-        projection = (
-            f"projected {_pct(m.share_of_target(low))}-{_pct(m.share_of_target(high))} of quota at period end"
-            if m.target
-            else "no projection"
-        )
+        low_text, high_text = _pct(m.share_of_target(low)), _pct(m.share_of_target(high))
+        span = low_text if low_text == high_text else f"{low_text}-{high_text}"
+        projection = f"projected {span} of quota at period end" if m.target else "no projection"
         won = f"{_money(m.won, self.currency)} won ({plural(m.deals_won, 'deal')})"
         expected = f"the {_money(m.expected, self.currency)} expected by now"
         gone = f"{_pct(self.elapsed)} of {self.period.label()} gone"

@@ -343,3 +343,32 @@ def test_a_won_deal_counts_where_its_close_date_stood_at_the_instant(warehouse: 
         before = standing(Warehouse(conn, CompanySettings()), NOW - timedelta(days=5)).reps
     assert [r.won for r in now] == [0]
     assert [r.won for r in before] == [40_000]
+
+
+def test_standing_gives_the_digest_every_seller_and_team_with_the_rules_numbers(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana, ben = data.rep("Ana"), data.rep("Ben", team="Team B")
+        nora = data.rep("Nora")  # sells without a quota
+        data.rep("Manager")  # neither quota nor deals: not a row
+        quota(conn, ana, 100_000)
+        quota(conn, ben, 200_000)
+        won(data, ana, -10, 24_000)
+        won(data, ben, -10, 96_000)
+        open_deal(data, nora, 5_000)
+        open_deal(data, ana, 50_000)
+    with warehouse.connect() as conn:
+        board = standing(Warehouse(conn, CompanySettings()), NOW)
+        pace = run(warehouse, "quota_attainment", {"teams": False}, severity={"warn": 0.6}).findings
+    assert (board.period, board.period_start, board.period_end, board.currency) == ("quarter", *Q2, "USD")
+    assert board.elapsed == pytest.approx(43.75 / 91)
+    rows = {r.subject.name: r for r in board.reps}
+    assert list(rows) == ["Ana", "Nora", "Ben"]  # by team, then name
+    assert rows["Nora"].quota is None
+    assert rows["Nora"].attainment is None
+    assert rows["Ana"].attainment == pytest.approx(0.24)
+    assert rows["Ana"].coverage == pytest.approx(50_000 / 76_000)
+    assert [f.value for f in pace] == [pytest.approx(rows["Ana"].pace, abs=1e-4)]  # the rule's number
+    teams = {t.subject.name: t for t in board.teams}
+    assert teams["Team A"].quota == 100_000  # Nora has no quota: not in her team's sum
+    assert teams["Team B"].won == 96_000
