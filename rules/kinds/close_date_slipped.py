@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from pydantic import Field
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 
 from models.tables import close_date_changes, reps
 from rules.asof import open_deals_at
@@ -41,19 +41,23 @@ class CloseDateSlipped:
         params = Params(**rule.params)
         cdc = close_date_changes
         d = open_deals_at(now)
+
         # Per open deal, through the (opportunity_id, changed_at) index: the history of closed
-        # deals is never read.
-        later = and_(cdc.c.opportunity_id == d.c.id, cdc.c.changed_at <= now, cdc.c.new_date > cdc.c.old_date)
-        pushes = select(func.count()).where(later).scalar_subquery()
-        first_date = select(func.min(cdc.c.old_date)).where(later).scalar_subquery()
-        last_date = select(func.max(cdc.c.new_date)).where(later).scalar_subquery()
+        # deals is never read; how far the date moved is looked up for slipped deals only.
+        def pushes_of(deal_id: ColumnElement) -> ColumnElement[bool]:
+            return and_(cdc.c.opportunity_id == deal_id, cdc.c.changed_at <= now, cdc.c.new_date > cdc.c.old_date)
+
         counted = (
-            select(d, pushes.label("pushes"), first_date.label("first_date"), last_date.label("last_date"))
+            select(d, select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"))
             .join_from(d, reps, reps.c.id == d.c.owner_id)
             .where(deal_condition(rule.scope, d, reps))
             .subquery()
         )
         slipped = counted.c.pushes >= params.min_pushes
+        moved = dates_apart(
+            select(func.min(cdc.c.old_date)).where(pushes_of(counted.c.id)).scalar_subquery(),
+            select(func.max(cdc.c.new_date)).where(pushes_of(counted.c.id)).scalar_subquery(),
+        )
         deals = select(
             counted.c.id,
             counted.c.owner_id,
@@ -61,7 +65,7 @@ class CloseDateSlipped:
             counted.c.amount_reporting,
             counted.c.stage,
             counted.c.crm_url,
-            case((slipped, dates_apart(counted.c.first_date, counted.c.last_date)), else_=None).label("days"),
+            case((slipped, moved), else_=None).label("days"),
             case((slipped, 1), else_=0).label("flagged"),
         ).subquery()
 
