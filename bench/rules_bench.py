@@ -111,6 +111,9 @@ def _copy(source_url: str, target_url: str) -> None:
             rows = src.execute(select(table)).mappings()
             while chunk := [dict(r) for r in rows.fetchmany(10_000)]:
                 dst.execute(table.insert(), chunk)
+    with target.connect() as conn:  # statistics for the planner, as autovacuum would gather them
+        conn.execute(text("ANALYZE"))
+        conn.commit()
     source.dispose()
     target.dispose()
 
