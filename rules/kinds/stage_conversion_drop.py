@@ -29,7 +29,7 @@ from rules.findings import Evaluation, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import deal_condition
 from rules.sqltime import days_between
-from rules.verdicts import KindParams, grade, make_finding, tiers
+from rules.verdicts import KindParams, deal_sample, grade, make_finding, tiers
 
 
 class Params(KindParams):
@@ -90,23 +90,13 @@ class StageConversionDrop:
                 return ()
             lost = warehouse.conn.execute(
                 moves.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
-                                  t.c.label.label("to"), o.c.crm_url, days_between(sc.c.changed_at, now).label("days"))
+                                  t.c.label.label("stage"), o.c.crm_url,
+                                  days_between(sc.c.changed_at, now).label("days"))
                 .where(f.c.id == stage_id, sc.c.changed_at > split, ~advanced)
                 .order_by(o.c.amount_reporting.desc(), o.c.id)
                 .limit(params.max_samples)
             ).mappings()  # fmt: skip
-            return tuple(
-                SampleRecord(
-                    id=r["id"],
-                    name=r["name"] or r["id"],
-                    amount=None if r["amount_reporting"] is None else float(r["amount_reporting"]),
-                    owner=r["owner"],
-                    stage=r["to"],
-                    days=round(float(r["days"]), 1),
-                    url=r["crm_url"],
-                )
-                for r in lost
-            )
+            return tuple(deal_sample(r) for r in lost)
 
         tally: dict[tuple[str, str, str, str, str], dict[int, tuple[int, int]]] = {}
         for source, pipeline, api_name, stage_id, label, is_recent, moved, exits in rows:

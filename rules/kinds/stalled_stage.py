@@ -36,7 +36,7 @@ from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
 from rules.scoping import deal_condition
 from rules.sqltime import days_between, whole_days_between
-from rules.verdicts import KindParams, grade, make_finding, plural, tiers
+from rules.verdicts import KindParams, deal_sample, grade, make_finding, plural, tiers
 
 
 class Params(KindParams):
@@ -249,15 +249,4 @@ class StalledStage:
             .order_by(d.c.stage_entered_at, d.c.id)
             .limit(limit)
         ).mappings()  # fmt: skip
-        return tuple(
-            SampleRecord(
-                id=r["id"],
-                name=r["name"] or r["id"],
-                amount=None if r["amount_reporting"] is None else float(r["amount_reporting"]),
-                owner=r["owner"],
-                stage=r["stage"],
-                days=round(float(r["days"]), 1),
-                url=r["crm_url"],
-            )
-            for r in rows
-        )
+        return tuple(deal_sample(r) for r in rows)
