@@ -2,16 +2,17 @@
 
     .venv/bin/python bench/rules_bench.py [--scales medium[,large]] [--databases sqlite,postgresql]
 
-For each scale, the sandbox company (seed 1, anchored on a fixed day) is synced once into a
-warehouse per database with ``service.py sync`` (kept under ``var/bench/rules`` and in the
-PostgreSQL schema ``bench_rules_<scale>``, and reused by later runs). Then, in the same run:
+For each scale, the sandbox company (seed 1, anchored on a fixed day) is synced once with
+``service.py sync`` into the first database's warehouse and copied into the others (kept under
+``var/bench/rules`` and in the PostgreSQL schema ``bench_rules_<scale>``, reused by later runs). Then, in the same run:
 
 - **pack**: every rule of ``rules.d/`` evaluated as of the company's "today" with
   ``rules.check.evaluate_rules`` (one read snapshot), as ``check`` does: the first run (cold:
   plans and statements compiled) and the best of the next ``--repeat`` (warm: what a daemon
-  pays on each schedule); Python heap peak (tracemalloc) of a warm run;
+  pays on each schedule); Python heap peak (tracemalloc, in a further run) of a warm run;
 - **naive**: the same verdicts computed by loading the rows into Python
-  (bench/naive_funnel.py, bench/naive_performance.py), with its time and heap peak;
+  (bench/naive_funnel.py, bench/naive_performance.py), with its time and the growth of the
+  process's peak RSS while it ran;
 - **agreement**: for each rule, the (subject, severity, value) set of both must be equal.
 
 Targets (issue 10): pack <= 2 s at 1M deals on both databases, >= 20x faster than naive,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -41,7 +43,7 @@ from sqlalchemy import Engine, create_engine, func, select, text  # noqa: E402
 from bench import naive_funnel, naive_performance  # noqa: E402
 from models.database import open_warehouse  # noqa: E402
 from models.settings import CompanySettings  # noqa: E402
-from models.tables import opportunities  # noqa: E402
+from models.tables import CRM_TABLES, opportunities  # noqa: E402
 from rules.check import evaluate_rules  # noqa: E402
 from rules.loader import load_rules  # noqa: E402
 from rules.model import Rule  # noqa: E402
@@ -60,6 +62,7 @@ class Result:
     deals: int
     cold_s: float
     warm_s: float
+    warm_cpu_s: float  # this process's CPU in the warm run: all of it on SQLite, the client's share on PostgreSQL
     pack_heap_mb: float
     naive_s: float
     naive_heap_mb: float
@@ -85,33 +88,57 @@ def _deals(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(opportunities)).scalar_one())
 
 
-def _ensure_synced(box: Sandbox, url: str) -> float | None:
-    """Sync the sandbox into ``url`` unless it already holds it; the sync's seconds, or None if reused."""
-    engine = open_warehouse(url)
-    try:
-        if _deals(engine) > 0:
-            return None
-    finally:
-        engine.dispose()
+def _marker(scale: str, database: str) -> Path:
+    return WORK / f"{scale}-{database}.loaded"
+
+
+def _sync(box: Sandbox, url: str) -> None:
+    """``service.py sync`` of the sandbox into ``url``, as users run it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
     env.update(box.env())
     env["SALESPULSE_DATABASE__URL"] = url
-    began = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "service.py"), "sync"], env=env, cwd=ROOT, check=True)
+
+
+def _copy(source_url: str, target_url: str) -> None:
+    """Copy the CRM tables of a synced warehouse into an empty one (rules read the same rows;
+    a second sync through the fake CRMs would only measure the sync again)."""
+    source, target = open_warehouse(source_url), open_warehouse(target_url)
+    with source.connect() as src, target.begin() as dst:
+        for table in reversed(CRM_TABLES):
+            dst.execute(table.delete())
+        for table in CRM_TABLES:
+            rows = src.execute(select(table)).mappings()
+            while chunk := [dict(r) for r in rows.fetchmany(10_000)]:
+                dst.execute(table.insert(), chunk)
+    with target.connect() as conn:  # statistics for the planner, as autovacuum would gather them
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+    source.dispose()
+    target.dispose()
+
+
+def _ensure_loaded(box: Sandbox, scale: str, database: str, url: str, first: str | None) -> float | None:
+    """Fill the warehouse once (sync, or a copy of the first database's); seconds taken, or None if reused."""
+    if _marker(scale, database).exists():
+        return None
+    began = time.perf_counter()
+    if first is None:
+        _sync(box, url)
+    else:
+        _copy(first, url)
+    _marker(scale, database).write_text(url + "\n")
     return time.perf_counter() - began
 
 
-def _heap_peak(work: Callable[[], Any]) -> tuple[Any, float, float]:
-    """(result, seconds, Python heap peak in MB) of ``work``."""
+def _heap_peak(work: Callable[[], Any]) -> float:
+    """The Python heap peak of ``work``, in MB (tracemalloc; its time is not a measurement)."""
     tracemalloc.start()
-    began = time.perf_counter()
     try:
-        result = work()
-        elapsed = time.perf_counter() - began
-        peak = tracemalloc.get_traced_memory()[1] / 1e6
+        work()
+        return tracemalloc.get_traced_memory()[1] / 1e6
     finally:
         tracemalloc.stop()
-    return result, elapsed, peak
 
 
 def _verdicts(evaluations: list) -> dict[str, set]:
@@ -125,12 +152,13 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
     evaluations = evaluate_rules(rules, engine, company, now)
     cold = time.perf_counter() - began
     failed = [f"{e.rule_id}: {e.error}" for e in evaluations if e.error]
-    warm = []
+    warm, cpu = [], []
     for _ in range(repeat):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         evaluate_rules(rules, engine, company, now)
         warm.append(time.perf_counter() - began)
-    _, _, pack_heap = _heap_peak(lambda: evaluate_rules(rules, engine, company, now))
+        cpu.append(time.process_time() - began_cpu)
+    pack_heap = _heap_peak(lambda: evaluate_rules(rules, engine, company, now))
 
     def naive() -> dict[str, set]:
         with engine.connect() as conn:
@@ -139,7 +167,11 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
                 **naive_performance.naive_verdicts(conn, rules, now, company),
             }
 
-    baseline, naive_s, naive_heap = _heap_peak(naive)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    began = time.perf_counter()
+    baseline = naive()  # timed without tracemalloc, which slows allocation-heavy loops tenfold
+    naive_s = time.perf_counter() - began
+    naive_heap = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     mine = _verdicts(evaluations)
     disagreements = failed + [
         f"{rule_id}: pack {sorted(mine.get(rule_id, set()) - want)} naive {sorted(want - mine.get(rule_id, set()))}"
@@ -153,6 +185,7 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
         _deals(engine),
         cold,
         min(warm) if warm else cold,
+        min(cpu) if cpu else 0.0,
         pack_heap,
         naive_s,
         naive_heap,
@@ -176,23 +209,26 @@ def main(argv: list[str] | None = None) -> int:
     for scale in args.scales.split(","):
         with Sandbox(WORK / "sandbox", scale=SCALES[scale], seed=1, anchor=ANCHOR) as box:
             now = datetime.fromisoformat(box.truth.generator["anchor_end"].replace("Z", "+00:00"))
+            first: str | None = None
             for database in args.databases.split(","):
                 url = _url(scale, database)
-                synced = _ensure_synced(box, url)
-                if synced is not None:
-                    print(f"{scale} {database}: synced in {synced:.0f} s", flush=True)
+                loaded = _ensure_loaded(box, scale, database, url, first)
+                if loaded is not None:
+                    how = "synced" if first is None else "copied from the first warehouse"
+                    print(f"{scale} {database}: {how} in {loaded:.0f} s", flush=True)
+                first = first or url
                 result = measure(scale, database, url, rules, now, args.repeat)
                 results.append(result)
                 print(_line(result), flush=True)
     print()
     print(
-        "| scale | database | deals | pack cold | pack warm | pack heap | naive | naive heap | naive / warm "
-        "| findings | agree |"
+        "| scale | database | deals | pack cold | pack warm (CPU here) | pack heap | naive | naive RSS growth "
+        "| naive / warm | findings | agree |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r.scale} | {r.database} | {r.deals:,} | {r.cold_s:.2f} s | {r.warm_s:.2f} s | "
+            f"| {r.scale} | {r.database} | {r.deals:,} | {r.cold_s:.2f} s | {r.warm_s:.2f} s ({r.warm_cpu_s:.2f} s) | "
             f"{r.pack_heap_mb:.1f} MB | {r.naive_s:.1f} s | {r.naive_heap_mb:.0f} MB | "
             f"{r.naive_s / r.warm_s:.0f}x | {r.findings} | {'yes' if not r.disagreements else 'NO'} |"
         )
@@ -205,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
 def _line(r: Result) -> str:
     return (
         f"{r.scale} {r.database}: {r.rules} rules, {r.findings} findings; pack cold {r.cold_s:.2f} s, warm "
-        f"{r.warm_s:.2f} s, heap {r.pack_heap_mb:.1f} MB; naive {r.naive_s:.1f} s, heap {r.naive_heap_mb:.0f} MB; "
+        f"{r.warm_s:.2f} s (CPU {r.warm_cpu_s:.2f} s), heap {r.pack_heap_mb:.1f} MB; "
+        f"naive {r.naive_s:.1f} s, RSS +{r.naive_heap_mb:.0f} MB; "
         f"{'agree' if not r.disagreements else 'DISAGREE'}"
     )
 

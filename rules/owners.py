@@ -16,7 +16,7 @@ from sqlalchemy import Subquery, and_, func, select
 from models.tables import reps
 from rules.findings import Finding, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
-from rules.verdicts import grade, make_finding, tiers
+from rules.verdicts import deal_sample, grade, make_finding, tiers
 
 
 @dataclass(frozen=True)
@@ -70,24 +70,14 @@ def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit:
         .subquery()
     )  # fmt: skip
     rows = warehouse.conn.execute(
-        select(ranked, reps.c.name.label("owner_name"))
+        select(ranked, reps.c.name.label("owner"))
         .join_from(ranked, reps, reps.c.id == ranked.c.owner_id)
         .where(ranked.c.rank <= limit)
         .order_by(ranked.c.owner_id, ranked.c.rank)
     ).mappings()
     out: dict[str, list[SampleRecord]] = {}
     for r in rows:
-        out.setdefault(r["owner_id"], []).append(
-            SampleRecord(
-                id=r["id"],
-                name=r["name"] or r["id"],
-                amount=None if r["amount_reporting"] is None else float(r["amount_reporting"]),
-                owner=r["owner_name"],
-                stage=r["stage"],
-                days=None if r["days"] is None else round(float(r["days"]), 1),
-                url=r["crm_url"],
-            )
-        )
+        out.setdefault(r["owner_id"], []).append(deal_sample(r))
     return out
 
 

@@ -82,5 +82,19 @@ def make_finding(
     )
 
 
+def deal_sample(row: Mapping[str, Any]) -> SampleRecord:
+    """A sample from a query row labelled id, name, amount_reporting, owner, stage, days, crm_url."""
+    amount, days = row["amount_reporting"], row["days"]
+    return SampleRecord(
+        id=row["id"],
+        name=row["name"] or row["id"],
+        amount=None if amount is None else float(amount),
+        owner=row["owner"],
+        stage=row["stage"],
+        days=None if days is None else round(float(days), 1),
+        url=row["crm_url"],
+    )
+
+
 def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (many or word + 's')}"

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from pydantic import Field
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 
 from models.tables import close_date_changes, reps
 from rules.asof import open_deals_at
@@ -40,35 +40,34 @@ class CloseDateSlipped:
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
         params = Params(**rule.params)
         cdc = close_date_changes
-        pushes = (
-            select(
-                cdc.c.opportunity_id,
-                func.count().label("pushes"),
-                func.min(cdc.c.old_date).label("first_date"),
-                func.max(cdc.c.new_date).label("last_date"),
-            )
-            .where(cdc.c.changed_at <= now, cdc.c.new_date > cdc.c.old_date)
-            .group_by(cdc.c.opportunity_id)
-            .having(func.count() >= params.min_pushes)
-            .subquery()
-        )
         d = open_deals_at(now)
-        deals = (
-            select(
-                d.c.id,
-                d.c.owner_id,
-                d.c.name,
-                d.c.amount_reporting,
-                d.c.stage,
-                d.c.crm_url,
-                dates_apart(pushes.c.first_date, pushes.c.last_date).label("days"),
-                case((pushes.c.pushes.is_not(None), 1), else_=0).label("flagged"),
-            )
+
+        # Per open deal, through the (opportunity_id, changed_at) index: the history of closed
+        # deals is never read; how far the date moved is looked up for slipped deals only.
+        def pushes_of(deal_id: ColumnElement) -> ColumnElement[bool]:
+            return and_(cdc.c.opportunity_id == deal_id, cdc.c.changed_at <= now, cdc.c.new_date > cdc.c.old_date)
+
+        counted = (
+            select(d, select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"))
             .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .outerjoin(pushes, pushes.c.opportunity_id == d.c.id)
             .where(deal_condition(rule.scope, d, reps))
             .subquery()
         )
+        slipped = counted.c.pushes >= params.min_pushes
+        moved = dates_apart(
+            select(func.min(cdc.c.old_date)).where(pushes_of(counted.c.id)).scalar_subquery(),
+            select(func.max(cdc.c.new_date)).where(pushes_of(counted.c.id)).scalar_subquery(),
+        )
+        deals = select(
+            counted.c.id,
+            counted.c.owner_id,
+            counted.c.name,
+            counted.c.amount_reporting,
+            counted.c.stage,
+            counted.c.crm_url,
+            case((slipped, moved), else_=None).label("days"),
+            case((slipped, 1), else_=0).label("flagged"),
+        ).subquery()
 
         def explain(t: OwnerTally) -> str:
             return (

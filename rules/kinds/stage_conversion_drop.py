@@ -29,7 +29,7 @@ from rules.findings import Evaluation, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import deal_condition
 from rules.sqltime import days_between
-from rules.verdicts import KindParams, grade, make_finding, tiers
+from rules.verdicts import KindParams, deal_sample, grade, make_finding, tiers
 
 
 class Params(KindParams):
@@ -62,12 +62,27 @@ class StageConversionDrop:
             .where(sc.c.changed_at <= now, f.c.is_closed.is_(False), alive_at(o, now),
                    deal_condition(rule.scope, o, reps))
         )  # fmt: skip
-        rows = warehouse.conn.execute(
-            moves.add_columns(o.c.source, o.c.pipeline, f.c.api_name, f.c.id, f.c.label, recent,
-                              func.sum(case((advanced, 1), else_=0)), func.count())
-            .where(sc.c.changed_at > start)
-            .group_by(o.c.source, o.c.pipeline, f.c.api_name, f.c.id, f.c.label, recent)
+        # Counted per (pipeline, from, to) without the stage joins (they cost more than the scan);
+        # the stages table is small, so "advanced" is decided here per pair.
+        pairs = warehouse.conn.execute(
+            select(o.c.source, o.c.pipeline, sc.c.from_stage, sc.c.to_stage, recent, func.count())
+            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
+            .join(reps, reps.c.id == o.c.owner_id)
+            .where(sc.c.changed_at > start, sc.c.changed_at <= now, sc.c.from_stage.is_not(None), alive_at(o, now),
+                   deal_condition(rule.scope, o, reps))
+            .group_by(o.c.source, o.c.pipeline, sc.c.from_stage, sc.c.to_stage, recent)
         ).all()  # fmt: skip
+        known = {(r.source, r.pipeline, r.api_name): r for r in warehouse.conn.execute(select(stages))}
+        counts: dict[tuple, list[int]] = {}
+        for source, pipeline, from_stage, to_stage, is_recent, count in pairs:
+            before, after = known.get((source, pipeline, from_stage)), known.get((source, pipeline, to_stage))
+            if before is None or after is None or before.is_closed:
+                continue
+            moved = after.sort_order > before.sort_order and not (after.is_closed and not after.is_won)
+            cell = counts.setdefault((source, pipeline, from_stage, before.id, before.label, int(is_recent)), [0, 0])
+            cell[0] += int(count) if moved else 0
+            cell[1] += int(count)
+        rows = [(*key, moved, exits) for key, (moved, exits) in counts.items()]
 
         def samples(stage_id: str) -> tuple[SampleRecord, ...]:
             """The biggest deals that left the stage in the current window without moving forward."""
@@ -75,23 +90,13 @@ class StageConversionDrop:
                 return ()
             lost = warehouse.conn.execute(
                 moves.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
-                                  t.c.label.label("to"), o.c.crm_url, days_between(sc.c.changed_at, now).label("days"))
+                                  t.c.label.label("stage"), o.c.crm_url,
+                                  days_between(sc.c.changed_at, now).label("days"))
                 .where(f.c.id == stage_id, sc.c.changed_at > split, ~advanced)
                 .order_by(o.c.amount_reporting.desc(), o.c.id)
                 .limit(params.max_samples)
             ).mappings()  # fmt: skip
-            return tuple(
-                SampleRecord(
-                    id=r["id"],
-                    name=r["name"] or r["id"],
-                    amount=None if r["amount_reporting"] is None else float(r["amount_reporting"]),
-                    owner=r["owner"],
-                    stage=r["to"],
-                    days=round(float(r["days"]), 1),
-                    url=r["crm_url"],
-                )
-                for r in lost
-            )
+            return tuple(deal_sample(r) for r in lost)
 
         tally: dict[tuple[str, str, str, str, str], dict[int, tuple[int, int]]] = {}
         for source, pipeline, api_name, stage_id, label, is_recent, moved, exits in rows:

@@ -36,7 +36,7 @@ from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
 from rules.scoping import deal_condition
 from rules.sqltime import days_between, whole_days_between
-from rules.verdicts import KindParams, grade, make_finding, plural, tiers
+from rules.verdicts import KindParams, deal_sample, grade, make_finding, plural, tiers
 
 
 class Params(KindParams):
@@ -81,22 +81,29 @@ class StalledStage:
     def _history(self, rule: Rule, warehouse: Warehouse, now: datetime, params: Params) -> dict[tuple, dict[int, int]]:
         """Whole days spent in a stage by each exit in the window, counted per (source, pipeline[, stage])."""
         sc, o = stage_changes, opportunities
-        prev = stage_changes.alias("prev")
-        entered = (
-            select(func.max(prev.c.changed_at))
-            .where(prev.c.opportunity_id == sc.c.opportunity_id, prev.c.changed_at < sc.c.changed_at)
-            .scalar_subquery()
+        # Each change with the one before it on the same deal (a window function: one ordered pass;
+        # a correlated lookup per exit took three times as long on PostgreSQL).
+        ordered = (
+            select(
+                sc.c.opportunity_id,
+                sc.c.from_stage,
+                sc.c.changed_at,
+                func.lag(sc.c.changed_at)
+                .over(partition_by=sc.c.opportunity_id, order_by=(sc.c.changed_at, sc.c.id))
+                .label("previous_at"),
+            )
+            .where(sc.c.changed_at <= now)
+            .subquery()
         )
-        bucket = whole_days_between(func.coalesce(entered, o.c.created_at), sc.c.changed_at).label("bucket")
-        keys = [o.c.source, o.c.pipeline] + ([sc.c.from_stage] if params.baseline == "stage" else [])
+        bucket = whole_days_between(func.coalesce(ordered.c.previous_at, o.c.created_at), ordered.c.changed_at)
+        keys = [o.c.source, o.c.pipeline] + ([ordered.c.from_stage] if params.baseline == "stage" else [])
         exits = (
-            select(*keys, bucket)
-            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
+            select(*keys, bucket.label("bucket"))
+            .join_from(ordered, o, o.c.id == ordered.c.opportunity_id)
             .join(reps, reps.c.id == o.c.owner_id)
             .where(
-                sc.c.from_stage.is_not(None),
-                sc.c.changed_at <= now,
-                sc.c.changed_at > now - timedelta(days=params.history_days),
+                ordered.c.from_stage.is_not(None),
+                ordered.c.changed_at > now - timedelta(days=params.history_days),
                 alive_at(o, now),
                 deal_condition(rule.scope, o, reps),
             )
@@ -242,15 +249,4 @@ class StalledStage:
             .order_by(d.c.stage_entered_at, d.c.id)
             .limit(limit)
         ).mappings()  # fmt: skip
-        return tuple(
-            SampleRecord(
-                id=r["id"],
-                name=r["name"] or r["id"],
-                amount=None if r["amount_reporting"] is None else float(r["amount_reporting"]),
-                owner=r["owner"],
-                stage=r["stage"],
-                days=round(float(r["days"]), 1),
-                url=r["crm_url"],
-            )
-            for r in rows
-        )
+        return tuple(deal_sample(r) for r in rows)
