@@ -288,7 +288,7 @@ def _rules(settings: Settings, engine, rule_id: str | None, paths: Sequence[Path
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.outbox import flush
+    from alerts.outbox import flush, pacing_for
     from alerts.pipeline import process
     from alerts.report import format_check
     from alerts.slack import SlackTransport
@@ -316,12 +316,17 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         print_messages(((m.channel, m.message.as_json(), _message_note(m)) for m in result.messages), out)
     else:
-        flushed = flush(engine, SlackTransport.from_settings(settings.slack), utc_now(), _pacing(settings))
+        flushed = flush(engine, SlackTransport.from_settings(settings.slack), utc_now(), pacing_for(settings.slack))
     for line in format_check(result, flushed):
         print(line)
     failed = [e.rule_id for e in evaluations if e.error]
     if failed:
         print(f"error: {len(failed)} rule(s) could not be evaluated: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    if flushed is not None and (flushed.failed or (flushed.stopped and not flushed.stopped.startswith("another"))):
+        # The alerts are safe in the outbox; the operator must still hear that Slack did not take them.
+        reason = flushed.stopped or f"{flushed.failed} notification(s) refused by Slack; see 'status'"
+        print(f"error: alerts queued but not all delivered: {reason}", file=sys.stderr)
         return 1
     return 0
 
@@ -330,13 +335,6 @@ def _message_note(message) -> str:
     if message.kind == "update":
         return "(edit of the message that announced these alerts)"
     return "(reply in the thread of the announcing message)" if message.thread_of else ""
-
-
-def _pacing(settings: Settings):
-    from alerts.outbox import Pacing
-
-    s = settings.slack
-    return Pacing(post_interval_s=s.post_interval_s, retry_base_s=s.retry_base_s, retry_max_s=s.retry_max_s)
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, and_, func, or_, select, update
 
 from alerts.slack import SlackRefused, SlackTransport, SlackUnavailable
+from models.settings import SlackSettings
 from models.tables import notifications
 from sync.lock import SyncLocked, heartbeat, source_lock
 
@@ -61,9 +62,28 @@ class Pacing:
     post_interval_s: float = 1.0
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
+    # How long a post can still land after it was sent (the client's timeout and its retries): a row
+    # left 'sending' by a process that died mid-post is not looked at again before then, or another
+    # process (a new leader) would find nothing in the history yet and post it a second time.
+    in_flight_s: float = 60.0
     lock_timeout_s: int = 3600  # a sender silent this long is taken over
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+
+
+def pacing_for(slack: SlackSettings) -> Pacing:
+    """The pacing the settings ask for. A post is in flight for at most its request timeout, three
+    times over (slack-sdk retries a rate-limited post twice), plus the Retry-After waits. A live
+    sender beats its lock after every row, so one silent for twice that is gone: a standby daemon on
+    another host (where its pid cannot be checked) takes the outbox over in minutes, not an hour."""
+    in_flight = 3 * slack.timeout_s + 10
+    return Pacing(
+        post_interval_s=slack.post_interval_s,
+        retry_base_s=slack.retry_base_s,
+        retry_max_s=slack.retry_max_s,
+        in_flight_s=in_flight,
+        lock_timeout_s=int(2 * in_flight),
+    )
 
 
 def flush(engine: Engine, slack: SlackTransport, now: datetime, pacing: Pacing | None = None) -> FlushResult:
@@ -147,7 +167,12 @@ def _send_one(
             conn.execute(
                 update(notifications)
                 .where(notifications.c.id == row.id)
-                .values(status="sending", attempts=notifications.c.attempts + 1, attempted_at=now)
+                .values(
+                    status="sending",
+                    attempts=notifications.c.attempts + 1,
+                    attempted_at=now,
+                    next_attempt_at=now + timedelta(seconds=pacing.in_flight_s),
+                )
             )
         unknown = True
         posted = slack.post(channel, payload, notification_id=row.id, thread_ts=thread_ts)
@@ -160,7 +185,7 @@ def _send_one(
         result.errors.append(message)
         if refused.workspace:
             # Nothing was posted; every notification waits for the fix rather than being given up.
-            _finish(engine, row.id, status="pending", last_error=str(refused))
+            _finish(engine, row.id, status="pending", last_error=str(refused), next_attempt_at=now)
             raise _Stop(str(refused)) from None
         _finish(engine, row.id, status="failed", last_error=str(refused))
         result.failed += 1
