@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from alerts.outbox import flush
 from alerts.pipeline import process
+from alerts.report import format_check
 from alerts.silences import add_silence
 from models.tables import alerts, notifications
 from sandbox.slack import FakeSlack
@@ -143,6 +144,9 @@ def test_a_silence_suppresses_and_the_alert_is_announced_when_it_ends(warehouse:
     result, _ = run.check([finding(ANA)])
     assert slack.messages() == []
     assert "silenced by #1 (ops: on leave)" in result.outcomes[0].decision.reason
+    assert format_check(result, None)[1].startswith(
+        "  held back: pace / Ana Ruiz: started firing; not sent: silenced by #1 (ops: on leave) until"
+    )
     run.clock.advance(hours=6)
     run.check([finding(ANA)])
     assert len(slack.messages()) == 1
