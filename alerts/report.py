@@ -123,6 +123,8 @@ def format_outbox(st: OutboxStatus) -> list[str]:
     out = [f"  pending {st.pending:,}, outcome being checked {st.unknown:,}, sent today {st.sent_today:,}"]
     out += [f"  waiting #{i} to {channel}: {reason}" for i, channel, reason in st.waiting]
     out += [f"  FAILED #{i} ({kind}) to {channel}: {reason}" for i, channel, kind, reason in st.failed]
+    if st.failed:
+        out.append("  after fixing the cause: python service.py alerts retry [ID ...]")
     return out
 
 
