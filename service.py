@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     asub.required = True
     lst = asub.add_parser("list", help="alerts with their age, last notification and silences")
     lst.add_argument("--state", choices=["pending", "firing", "resolved"])
+    retry = asub.add_parser("retry", help="re-send notifications Slack refused, once the cause is fixed")
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="notification ids (default: every failed one)")
 
     p = sub.add_parser("silence", help="mute an alert by rule and subject for a time")
     ssub = p.add_subparsers(dest="silence_command", metavar="ACTION", parser_class=_Parser)
@@ -378,6 +380,11 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if failed:
         print(f"error: {len(failed)} rule(s) could not be evaluated: {', '.join(failed)}", file=sys.stderr)
         return 1
+    if flushed is not None and (flushed.failed or (flushed.stopped and not flushed.stopped.startswith("another"))):
+        # The alerts are safe in the outbox; the operator must still hear that Slack did not take them.
+        reason = flushed.stopped or f"{flushed.failed} notification(s) refused by Slack; see 'status'"
+        print(f"error: alerts queued but not all delivered: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -395,6 +402,12 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = open_warehouse(settings.database.url)
     now = utc_now()
+    if args.alerts_command == "retry":
+        from alerts.outbox import requeue_failed
+
+        n = requeue_failed(engine, now, args.ids)
+        print(f"{n} notification(s) queued again; the next check (or the daemon) sends them")
+        return 0
     for line in format_alerts(list_alerts(engine, now, list_silences(engine, now), args.state), now):
         print(line)
     return 0

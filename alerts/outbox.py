@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -262,3 +262,13 @@ def outbox_status(engine: Engine, now: datetime, day_start: datetime) -> OutboxS
         [(r.id, r.channel, r.kind, r.last_error or "") for r in failed],
         [(r.id, r.channel, r.last_error or "") for r in waiting],
     )
+
+
+def requeue_failed(engine: Engine, now: datetime, ids: Sequence[int] = ()) -> int:
+    """Put failed notifications (all, or these ids) back in the queue once the cause is fixed."""
+    n = notifications.c
+    query = update(notifications).where(n.status == "failed")
+    if ids:
+        query = query.where(n.id.in_(list(ids)))
+    with engine.begin() as conn:
+        return conn.execute(query.values(status="pending", next_attempt_at=now, last_error=None)).rowcount

@@ -123,6 +123,8 @@ def format_outbox(st: OutboxStatus) -> list[str]:
     out = [f"  pending {st.pending:,}, outcome being checked {st.unknown:,}, sent today {st.sent_today:,}"]
     out += [f"  waiting #{i} to {channel}: {reason}" for i, channel, reason in st.waiting]
     out += [f"  FAILED #{i} ({kind}) to {channel}: {reason}" for i, channel, kind, reason in st.failed]
+    if st.failed:
+        out.append("  after fixing the cause: python service.py alerts retry [ID ...]")
     return out
 
 
@@ -163,6 +165,11 @@ def format_check(result: ProcessResult, flushed: FlushResult | None) -> list[str
     notices = ", ".join(f"{k} {v}" for k, v in sorted(changes.items())) or "none"
     held = f"; {muted} held back (silence, mute window, inhibition)" if muted else ""
     out = [f"alerts: {result.firing} firing; notifications {notices}{held}; {len(posts)} message(s) queued"]
+    out += [
+        f"  held back: {o.rule_id} / {o.subject.name}: {o.decision.reason}"
+        for o in result.outcomes
+        if o.decision.muted_by
+    ]
     if flushed is not None:
         out.append(
             f"slack: sent {flushed.sent}, edited {flushed.updated}, found already posted {flushed.found_posted}, "

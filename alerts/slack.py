@@ -14,6 +14,7 @@ Three kinds of failure, because the outbox acts differently on each:
 from __future__ import annotations
 
 import http.client
+import re
 import urllib.error
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,7 +190,9 @@ class SlackTransport:
             return method(**{k: v for k, v in kwargs.items() if v is not None})
         except SlackApiError as exc:
             status = exc.response.status_code
-            code = str(exc.response.get("error") or f"http_{status}") if isinstance(exc.response.data, dict) else ""
+            code = str(exc.response.get("error") or "") if isinstance(exc.response.data, dict) else ""
+            # slack-sdk puts a whole HTML error page in "error" when the answer is not JSON: no code then
+            code = code if re.fullmatch(r"[a-z_]{1,60}", code) else ""
             if status == 429 or code == "ratelimited":
                 raise SlackUnavailable("Slack rate limit (429) persisted", maybe_posted=False) from None
             if status >= 500 or code in RETRY_CODES or not code:

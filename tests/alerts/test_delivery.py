@@ -12,9 +12,11 @@ from sqlalchemy import Engine, select
 
 from alerts.outbox import flush
 from alerts.pipeline import process
+from alerts.report import format_check
 from alerts.silences import add_silence
+from models.clock import utc_now
 from models.tables import alerts, notifications
-from sandbox.slack import FakeSlack
+from sandbox.slack import Channel, FakeSlack
 from tests.alerts.helpers import TOKEN, Clock, evaluation, finding, no_wait, rep, rule, settings_for, transport
 
 ANA, BEN, CAI = rep("Ana Ruiz"), rep("Ben <!channel> & Co"), rep("Cai Lun", team="APAC")
@@ -143,6 +145,9 @@ def test_a_silence_suppresses_and_the_alert_is_announced_when_it_ends(warehouse:
     result, _ = run.check([finding(ANA)])
     assert slack.messages() == []
     assert "silenced by #1 (ops: on leave)" in result.outcomes[0].decision.reason
+    assert format_check(result, None)[1].startswith(
+        "  held back: pace / Ana Ruiz: started firing; not sent: silenced by #1 (ops: on leave) until"
+    )
     run.clock.advance(hours=6)
     run.check([finding(ANA)])
     assert len(slack.messages()) == 1
@@ -328,3 +333,11 @@ def test_status_shows_the_outbox_and_the_not_evaluated_notes(
     assert "outbox\n  pending 0, outcome being checked 0, sent today 0\n" in out
     assert "  FAILED #1 (firing) to #nowhere: Slack refused: channel_not_found: no channel #nowhere: create it" in out
     assert "  pace: 1 not evaluated as of 2026-05-04 09:00 UTC: New Hire: no quota for the period" in out
+    assert "  after fixing the cause: python service.py alerts retry [ID ...]" in out
+    assert service.main(["alerts", "retry", "1"]) == 0
+    assert capsys.readouterr().out == "1 notification(s) queued again; the next check (or the daemon) sends them\n"
+    slack.channels.append(Channel("C0NOWHERE", "nowhere"))  # the admin created the channel
+    try:
+        assert flush(warehouse, run.slack, utc_now(), no_wait()).sent == 1  # the CLI queued it by the wall clock
+    finally:
+        slack.channels.pop()

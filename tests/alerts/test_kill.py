@@ -28,6 +28,8 @@ from tests.alerts.helpers import TOKEN, evaluation, finding, rep, rule, settings
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [rule(f"rule-{i:02d}", send_resolved=True) for i in range(12)]
 KILLS = 6
+# in_flight_s=0: the next sender starts half a second or more after a kill, when the fake Slack has long
+# answered; in production a row left 'sending' waits in_flight_s before its history is read.
 CHILD = """
 import sys
 from alerts.outbox import Pacing, flush

@@ -150,3 +150,22 @@ def test_check_posts_every_planted_problem_and_nothing_else_then_nothing(planted
 def test_a_healthy_company_gets_no_message(healthy: Company) -> None:
     assert healthy.check() == 0
     assert healthy.slack.messages() == []
+
+
+def test_digest_posts_the_teams_with_their_chart_and_open_alerts(planted: Company, capsys) -> None:
+    before = len(planted.slack.messages())
+    assert planted.run("digest", "--dry-run") == 0
+    assert "Sales digest" in capsys.readouterr().out
+    assert len(planted.slack.messages()) == before
+    assert planted.run("digest") == 0
+    new = planted.slack.messages()[before:]
+    [digest] = [m for m in new if m.blocks]
+    text = str(digest.blocks)
+    with planted.engine.connect() as conn:
+        teams = {name for (name,) in conn.execute(select(reps.c.team).distinct()) if name}
+    assert all(f"*{escape(team)}*: " in text for team in teams)
+    assert "blended" in text
+    assert "*Open alerts (" in text
+    assert "`quota-attainment`: 3" in text
+    [chart] = [f for m in new for f in m.files]
+    assert chart.content.startswith(b"\x89PNG")
