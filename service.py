@@ -14,14 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from models.errors import ConfigError, FatalError, SalespulseError
+from models.errors import ConfigError, FatalError, RuleFileError, SalespulseError
 from models.logs import RedactSecrets, configure_logging
 from models.settings import Settings, environment_secrets, load_settings
 
 log = logging.getLogger("salespulse")
 
 VAR = Path(__file__).resolve().parent / "var"
-NOT_BUILT = "is not built yet (see the open issues); nothing was done"
 
 
 class UsageError(Exception):
@@ -51,9 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="ignore cursors, re-read everything, mark what vanished")
 
     p = sub.add_parser("check", help="evaluate rules and deliver alerts")
-    p.add_argument("--rule", metavar="ID")
-    p.add_argument("--dry-run", action="store_true", help="print alerts; send nothing, change no alert state")
-    p.add_argument("--as-of", metavar="ISO-DATETIME", help="evaluate as of a past instant")
+    p.add_argument("--rule", metavar="ID", help="only this rule (even when disabled)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the findings and the Slack messages; send nothing, change nothing"
+    )
+    p.add_argument(
+        "--as-of",
+        metavar="ISO",
+        help="evaluate as of 2026-03-31T09:00:00Z, or a date (00:00 company time)",
+    )
 
     sub.add_parser("run", help="the daemon: scheduled syncs and rule checks until SIGTERM/SIGINT")
 
@@ -64,28 +69,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="schema version, row counts, last sync per stream, alert and outbox state")
     p.add_argument("--json", action="store_true", help="the same facts as JSON, for scripts")
 
-    p = sub.add_parser("rules", help="check rule files; run rule unit tests")
+    p = sub.add_parser("rules", help="check rule files; run rule unit tests; back-test rules")
     rsub = p.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=_Parser)
     rsub.required = True
-    for name, text in (("validate", "check rule files"), ("test", "run rule unit tests")):
+    for name, text in (
+        ("validate", "check rule files (default: [rules] paths)"),
+        ("test", "run rule unit tests (default: the tests/ folders beside the rule files)"),
+    ):
         rsub.add_parser(name, help=text).add_argument("paths", nargs="*", metavar="PATH")
+    bt = rsub.add_parser("backtest", help="what each rule would have raised at each past instant")
+    bt.add_argument("--from", dest="start", required=True, metavar="DATE", help="first instant (date or ISO datetime)")
+    bt.add_argument("--to", dest="end", required=True, metavar="DATE", help="last instant (inclusive)")
+    bt.add_argument("--every", default="1w", metavar="DURATION", help="step: 1d, 1w, 12h (default 1w)")
+    bt.add_argument("--rule", metavar="ID", help="only this rule (even when disabled)")
 
     p = sub.add_parser("alerts", help="inspect alerts")
     asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
     asub.required = True
-    asub.add_parser("list", help="list alerts and their state")
+    lst = asub.add_parser("list", help="alerts with their age, last notification and silences")
+    lst.add_argument("--state", choices=["pending", "firing", "resolved"])
+    retry = asub.add_parser("retry", help="re-send notifications Slack refused, once the cause is fixed")
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="notification ids (default: every failed one)")
 
     p = sub.add_parser("silence", help="mute an alert by rule and subject for a time")
     ssub = p.add_subparsers(dest="silence_command", metavar="ACTION", parser_class=_Parser)
     ssub.required = True
     add = ssub.add_parser("add", help="add a silence")
-    add.add_argument("rule")
-    add.add_argument("--subject")
-    add.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 2h, 3d, 1w")
-    add.add_argument("--reason", required=True)
-    ssub.add_parser("list", help="list silences")
+    add.add_argument("--rule", required=True, metavar="ID")
+    add.add_argument("--subject", metavar="S", help="a rep, team or stage: its name or warehouse id (default: all)")
+    add.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 90m, 2h, 7d, 1w")
+    add.add_argument("--comment", "--reason", dest="comment", required=True, help="why, for the next person")
+    add.add_argument("--by", help="who (default: the OS user)")
+    sl = ssub.add_parser("list", help="active silences")
+    sl.add_argument("--all", action="store_true", help="also ended and expired ones")
     exp = ssub.add_parser("expire", help="end a silence now")
     exp.add_argument("silence_id", type=int)
+
+    p = sub.add_parser("digest", help="post the team digest: attainment, pace, coverage, open alerts, chart")
+    p.add_argument("--channel", metavar="C", help="post every team's digest to this channel")
+    p.add_argument("--dry-run", action="store_true", help="print the digest; post nothing")
 
     p = sub.add_parser("quotas", help="validate or load the admins' quota file")
     qsub = p.add_subparsers(dest="quotas_command", metavar="ACTION", parser_class=_Parser)
@@ -109,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         redactor = configure_logging(settings.log.level, [*settings.secret_values(), *redactor.secrets])
         return COMMANDS[args.command](args, settings)
+    except RuleFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in rule files; nothing was done", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"configuration error: {redactor.redact(str(exc))}", file=sys.stderr)
         return 2
@@ -153,7 +180,54 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         console = Console()
         # Piped into a file or a pager: wide enough that rows do not wrap.
         render_tables(doc, console if console.is_terminal else Console(width=200))
+        _print_alerting(settings)
+        _print_daemons(st)
     return 0
+
+
+def _print_alerting(settings: Settings) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from alerts.outbox import outbox_status
+    from alerts.report import format_notes, format_outbox
+    from models.clock import utc_now
+    from models.database import open_warehouse
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    local = now.astimezone(ZoneInfo(settings.company.timezone))
+    day_start = datetime.combine(local.date(), datetime.min.time(), local.tzinfo)
+    print("\noutbox")
+    for line in format_outbox(outbox_status(engine, now, day_start)):
+        print(line)
+    print("\nnot evaluated (latest check)")
+    for line in format_notes(engine):
+        print(line)
+
+
+def _print_daemons(st) -> None:
+    print("\ndaemons")
+    if st.leader:
+        print(f"  leader lease: {st.leader[0]} (expires {st.leader[1]:%Y-%m-%d %H:%M:%S}Z)")
+    if not st.daemons:
+        print("  (no daemon has run against this warehouse)")
+    for d in st.daemons[:5]:
+        print(f"  {d.holder}  {d.role}, started {d.started_at:%Y-%m-%d %H:%M:%S}Z, last seen {d.seen_at:%H:%M:%S}Z")
+        for name, files in d.state.get("files", {}).items():
+            if files["problems"]:
+                kept = (
+                    f"the version loaded at {files['loaded_at']} ({files['summary']})" if files["loaded_at"] else "none"
+                )
+                print(f"    {name}: newest change REFUSED at {files['refused_at']}; running {kept}")
+                for problem in files["problems"]:
+                    print(f"      {problem}")
+            else:
+                print(f"    {name}: {files['summary']} (loaded {files['loaded_at']})")
+        for job, j in sorted(d.state.get("jobs", {}).items()):
+            line = f"    {job:<32} last {j.get('last_run_at', 'never')} {j.get('status', '-')}"
+            line += f", next {j['next_run_at']}" if j.get("next_run_at") and d.role == "leader" else ""
+            print(line + (f"\n      error {j['error']}" if j.get("error") else ""))
 
 
 def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:
@@ -234,6 +308,235 @@ def _print_quarantine_summary(results: Sequence) -> None:
             print(f"quarantined {r.source}/{r.stream}: {n:,} x {reason}")
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    from functools import partial
+
+    from connectors.registry import enabled_sources
+    from daemon.rulejobs import load_and_schedule, watched_rule_files
+    from daemon.runner import Daemon
+    from daemon.watch import Watched
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from models.logs import configure_logging
+    from models.settings import config_path_from
+
+    configure_logging(settings.log.level, settings.secret_values(), style="readable" if sys.stderr.isatty() else "json")
+    if settings.log.level != "DEBUG":
+        logging.getLogger("salespulse.sync").setLevel(logging.WARNING)  # the job's line carries the totals
+    daemon = Daemon(open_warehouse(settings.database.url), settings, enabled_sources(settings), utc_now)
+    rule_paths = settings.rules.paths
+    daemon.watch(
+        Watched("rule files", lambda: watched_rule_files(rule_paths), partial(load_and_schedule, daemon)),
+        required=True,
+    )
+    config = config_path_from(args.config, os.environ)
+    daemon.watch(Watched("channel map", lambda: [config], partial(daemon.reload_channel_map, config)), required=True)
+    if settings.quotas.path is not None:
+        # Not required at start: the reps it names may arrive with the first sync.
+        quota_path = settings.quotas.path
+        daemon.watch(Watched("quota file", lambda: [quota_path], daemon.jobs.load_quotas), required=False)
+    return daemon.run()
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _rules(settings: Settings, engine, rule_id: str | None, paths: Sequence[Path] = ()):
+    """The rules to run (all, or the one asked for, enabled even if the file disables it), names checked."""
+    from rules.loader import load_rules, warehouse_names
+
+    with engine.connect() as conn:
+        names = warehouse_names(conn)
+    ruleset = load_rules(paths or settings.rules.paths, names=names, timezone=settings.company.timezone)
+    if rule_id is None:
+        return ruleset.rules
+    rule = ruleset.get(rule_id)
+    if rule is None:
+        import difflib
+
+        close = difflib.get_close_matches(rule_id, [r.id for r in ruleset.rules], n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"no rule '{rule_id}'; {hint}see 'rules validate' for the rules", source="--rule")
+    return (rule.model_copy(update={"enabled": True}),)
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.outbox import flush, pacing_for
+    from alerts.pipeline import process
+    from alerts.report import format_check
+    from alerts.slack import SlackTransport
+    from alerts.terminal import print_messages
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from rules.check import evaluate_rules
+    from rules.instants import parse_instant
+    from rules.report import console, print_evaluations
+
+    company = settings.company
+    try:
+        now = parse_instant(args.as_of, company.timezone) if args.as_of else utc_now()
+    except ValueError as exc:
+        return _usage(f"--as-of: {exc}")
+    engine = open_warehouse(settings.database.url)
+    rules = _rules(settings, engine, args.rule)
+    evaluations = evaluate_rules(rules, engine, company, now)
+    out = console()
+    print_evaluations(out, evaluations, now, company.reporting_currency, company.timezone)
+    result = process(
+        evaluations, {r.id: r for r in rules}, engine, settings, now, dry_run=args.dry_run, queued_at=utc_now()
+    )
+    flushed = None
+    if args.dry_run:
+        print_messages(((m.channel, m.message.as_json(), _message_note(m)) for m in result.messages), out)
+    else:
+        flushed = flush(engine, SlackTransport.from_settings(settings.slack), utc_now(), pacing_for(settings.slack))
+    for line in format_check(result, flushed):
+        print(line)
+    failed = [e.rule_id for e in evaluations if e.error]
+    if failed:
+        print(f"error: {len(failed)} rule(s) could not be evaluated: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    if flushed is not None and (flushed.failed or (flushed.stopped and not flushed.stopped.startswith("another"))):
+        # The alerts are safe in the outbox; the operator must still hear that Slack did not take them.
+        reason = flushed.stopped or f"{flushed.failed} notification(s) refused by Slack; see 'status'"
+        print(f"error: alerts queued but not all delivered: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _message_note(message) -> str:
+    if message.kind == "update":
+        return "(edit of the message that announced these alerts)"
+    return "(reply in the thread of the announcing message)" if message.thread_of else ""
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.report import format_alerts, list_alerts
+    from alerts.silences import list_silences
+    from models.clock import utc_now
+    from models.database import open_warehouse
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    if args.alerts_command == "retry":
+        from alerts.outbox import requeue_failed
+
+        n = requeue_failed(engine, now, args.ids)
+        print(f"{n} notification(s) queued again; the next check (or the daemon) sends them")
+        return 0
+    for line in format_alerts(list_alerts(engine, now, list_silences(engine, now), args.state), now):
+        print(line)
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from alerts.report import format_silences
+    from alerts.silences import add_silence, expire_silence, list_silences, parse_duration
+    from models.clock import utc_now
+    from models.database import open_warehouse
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    if args.silence_command == "add":
+        duration = parse_duration(args.duration)
+        _rules(settings, engine, args.rule)  # an unknown rule id is a typo: refuse it with a suggestion
+        found = add_silence(
+            engine,
+            rule_id=args.rule,
+            subject=args.subject,
+            duration=duration,
+            comment=args.comment,
+            by=args.by or getpass.getuser(),
+            now=now,
+        )
+        print(f"silence #{found.id} added: " + format_silences([found], now)[0].split(": ", 1)[1])
+    elif args.silence_command == "list":
+        for line in format_silences(list_silences(engine, now, include_ended=args.all), now):
+            print(line)
+    else:
+        found = expire_silence(engine, args.silence_id, now)
+        print(f"silence #{found.id} expired; its alerts notify again from the next check")
+    return 0
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.digest import plan_digests, post_digest
+    from alerts.report import open_alerts
+    from alerts.slack import SlackTransport
+    from alerts.terminal import print_messages
+    from models.clock import utc_now
+    from models.database import open_warehouse
+    from rules.model import Warehouse
+    from rules.report import console
+    from rules.standing import standing
+
+    engine = open_warehouse(settings.database.url)
+    now = utc_now()
+    with engine.connect() as conn:
+        where = standing(Warehouse(conn, settings.company), now)
+    digests = plan_digests(
+        where, open_alerts(engine), settings.slack, channel=args.channel, team_weight=settings.slack.digest_team_weight
+    )
+    if args.dry_run:
+        chart = " (+ attainment-vs-pace chart)" if settings.slack.digest_chart else ""
+        print_messages(((d.channel, d.message.as_json(), chart) for d in digests), console())
+        return 0
+    n = post_digest(digests, SlackTransport.from_settings(settings.slack), settings.secret_values())
+    print(f"digest posted to {n} channel(s): {', '.join(d.channel for d in digests)}")
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from models.database import open_warehouse
+
+    if args.rules_command == "test":
+        from rules.ruletest import default_test_paths, format_run, run_rule_tests
+
+        paths = [Path(p) for p in args.paths] or default_test_paths(settings.rules.paths)
+        run = run_rule_tests(paths)
+        for line in format_run(run):
+            print(line)
+        for problem in run.problems:
+            print(problem, file=sys.stderr)
+        return 2 if run.problems else 1 if run.failed else 0
+    if args.rules_command == "validate":
+        from rules.loader import load_rules, warehouse_names
+
+        paths = [Path(p) for p in args.paths] or settings.rules.paths
+        try:
+            with open_warehouse(settings.database.url).connect() as conn:
+                names = warehouse_names(conn)
+        except FatalError as exc:
+            print(f"warning: team, stage and rep names not checked: {exc}", file=sys.stderr)
+            names = None
+        ruleset = load_rules(paths, names=names, timezone=settings.company.timezone)
+        checked = "" if names is None or not names.reps else ", names checked against the warehouse"
+        print(f"{len(ruleset.rules)} rule(s) in {len(ruleset.files)} file(s): valid{checked}")
+        return 0
+    from rules.backtest import backtest, backtest_instants
+    from rules.instants import parse_duration, parse_instant
+    from rules.report import console, print_backtest
+
+    tz = settings.company.timezone
+    every = parse_duration(args.every)
+    if every is None:
+        return _usage(f"--every '{args.every}': expected a duration such as 1d, 1w or 12h")
+    try:
+        moments = backtest_instants(parse_instant(args.start, tz), parse_instant(args.end, tz), every)
+    except ValueError as exc:
+        return _usage(str(exc))
+    engine = open_warehouse(settings.database.url)
+    rules = _rules(settings, engine, args.rule)
+    runs = backtest(rules, engine, settings.company, moments)
+    print_backtest(console(), [r.id for r in rules if r.enabled], runs, tz)
+    return 0
+
+
 def _start_sandbox(scale: str, seed: int, workdir: Path):
     from sandbox.company import SCALES
     from sandbox.runner import Sandbox
@@ -263,12 +566,27 @@ def cmd_sandbox(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
-    from models.clock import utc_now
-    from models.database import open_warehouse
-    from models.inventory import warehouse_status
+    """The whole product once, against the sandbox: sync, check the default pack, deliver, digest, show."""
+    import os
+    import time
+    from datetime import datetime
 
+    from alerts.digest import plan_digests, post_digest
+    from alerts.outbox import flush, pacing_for
+    from alerts.pipeline import process
+    from alerts.report import open_alerts
+    from alerts.slack import SlackTransport
+    from models.database import open_warehouse
+    from rules.check import evaluate_rules
+    from rules.model import Warehouse
+    from rules.report import console
+    from rules.standing import standing
+    from sandbox.demo import rows_per_source, show_slack, summary
+
+    started = time.monotonic()
+    out = console()
     workdir = VAR / "demo"
-    print("starting the sandbox: a generated company in fake Salesforce and HubSpot, and a fake Slack ...", flush=True)
+    out.print("starting the sandbox: a generated company in fake Salesforce and HubSpot, and a fake Slack ...")
     box = _start_sandbox("small", 1, VAR / "sandbox")
     try:
         db = workdir / "warehouse.db"
@@ -276,42 +594,55 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
             stale.unlink()
         os.environ.update(box.env())
         os.environ["SALESPULSE_DATABASE__URL"] = f"sqlite:///{db}"
-        demo_settings = load_settings(args.config)
-        print(f"syncing both CRMs into {db} ...", flush=True)
-        code = cmd_sync(argparse.Namespace(source=None, full=False), demo_settings)
-        status = warehouse_status(open_warehouse(demo_settings.database.url))
-        print("\nwarehouse after the sync:")
-        for name in ("reps", "stages", "leads", "opportunities", "stage_changes", "activities", "quotas", "quarantine"):
-            print(f"  {name:<16} {status.row_counts[name]:>8,}")
-        print(
-            f"\nplanted problems to find: {', '.join(sorted(box.truth.problems))} "
-            f"(ground truth: {box.company_dir / 'ground_truth.json'})"
+        os.environ["SALESPULSE_RULES__PATHS"] = str(Path(__file__).resolve().parent / "rules.d")
+        os.environ["SALESPULSE_SLACK__POST_INTERVAL_S"] = "0"  # the fake Slack does not rate-limit
+        settings = load_settings(args.config)
+        out.print(f"syncing both CRMs into {db} ...")
+        code = cmd_sync(argparse.Namespace(source=None, full=False), settings)
+        engine = open_warehouse(settings.database.url)
+        # The company was generated up to the end of its anchor day: judge it as of then.
+        now = datetime.fromisoformat(box.truth.generator["anchor_end"].replace("Z", "+00:00"))
+        rules = _rules(settings, engine, None)
+        out.print(f"checking {len(rules)} rules of the default pack as of {now:%Y-%m-%d %H:%M}Z ...")
+        evaluations = evaluate_rules(rules, engine, settings.company, now)
+        process(evaluations, {r.id: r for r in rules}, engine, settings, now)
+        slack = SlackTransport.from_settings(settings.slack)
+        delivered = flush(engine, slack, now, pacing_for(settings.slack))  # the queue's clock: as of the check
+        with engine.connect() as conn:
+            where = standing(Warehouse(conn, settings.company), now)
+        digests = plan_digests(
+            where, open_alerts(engine), settings.slack, team_weight=settings.slack.digest_team_weight
         )
-        print("rule checks and Slack alerts are not built yet; nothing was posted to Slack.")
-        print(f"demo finished at {utc_now():%Y-%m-%d %H:%M:%S}Z")
-        return code
+        post_digest(digests, slack, settings.secret_values())
+        out.print(f"delivered {delivered.sent} alert message(s) and {len(digests)} digest(s) to the sandbox Slack\n")
+        shown = show_slack(box.slack, out, workdir)
+        summary(
+            out,
+            rows=rows_per_source(engine),
+            evaluations=evaluations,
+            shown=shown,
+            database=db,
+            ground_truth=box.company_dir / "ground_truth.json",
+            as_of=now.date(),
+            seconds=time.monotonic() - started,
+        )
+        failed = [e.rule_id for e in evaluations if e.error]
+        return code or (1 if failed or delivered.stopped else 0)
     finally:
         box.stop()
-
-
-def _not_built(name: str) -> Callable[[argparse.Namespace, Settings], int]:
-    def run(_args: argparse.Namespace, _settings: Settings) -> int:
-        print(f"error: '{name}' {NOT_BUILT}", file=sys.stderr)
-        return 1
-
-    return run
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "demo": cmd_demo,
     "sync": cmd_sync,
-    "check": _not_built("check"),
-    "run": _not_built("run"),
+    "check": cmd_check,
+    "run": cmd_run,
     "sandbox": cmd_sandbox,
     "status": cmd_status,
-    "rules": _not_built("rules"),
-    "alerts": _not_built("alerts"),
-    "silence": _not_built("silence"),
+    "rules": cmd_rules,
+    "alerts": cmd_alerts,
+    "silence": cmd_silence,
+    "digest": cmd_digest,
     "quotas": cmd_quotas,
 }
 

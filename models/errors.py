@@ -55,3 +55,18 @@ class RetriableError(SalespulseError):
 
 class SkippableError(SalespulseError):
     """One item is bad; the rest of the work goes on."""
+
+
+class RuleFileError(ConfigError):
+    """One or more rule files (or rule-test files) are wrong; ``problems`` lists every one.
+
+    Each problem reads ``file:line:column: rule 'id': what is wrong, what was expected``, so an
+    admin fixes them all in one pass instead of one per run.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} problem(s) in rule files", source="rule files")
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)

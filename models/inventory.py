@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from models.database import head_revision, schema_version
 from models.tables import (
     RATES_APPLIED,
     activities,
+    daemon_instances,
+    daemon_leases,
     exchange_rates,
     leads,
     metadata,
@@ -51,6 +54,15 @@ class RateStatus:
 
 
 @dataclass
+class DaemonStatus:
+    holder: str
+    role: str
+    started_at: datetime
+    seen_at: datetime
+    state: dict
+
+
+@dataclass
 class WarehouseStatus:
     schema_version: str | None
     head_version: str
@@ -59,6 +71,8 @@ class WarehouseStatus:
     outbox: dict[str, int] = field(default_factory=dict)
     rates: list[RateStatus] = field(default_factory=list)
     stale_rows: dict[str, int] = field(default_factory=dict)  # rows whose newer CRM version is quarantined
+    daemons: list[DaemonStatus] = field(default_factory=list)
+    leader: tuple[str, datetime] | None = None  # holder of the scheduler lease and its expiry
 
 
 def warehouse_status(engine: Engine, fx_rates: Mapping[str, Decimal] | None = None) -> WarehouseStatus:
@@ -108,6 +122,11 @@ def warehouse_status(engine: Engine, fx_rates: Mapping[str, Decimal] | None = No
             ).scalar_one()
             for table in (opportunities, leads, activities, quotas)
         }
+        daemons = [
+            DaemonStatus(row.holder, row.role, row.started_at, row.seen_at, json.loads(row.state))
+            for row in conn.execute(select(daemon_instances).order_by(daemon_instances.c.seen_at.desc()))
+        ]
+        lease = conn.execute(select(daemon_leases.c.holder, daemon_leases.c.expires_at)).first()
     return WarehouseStatus(
         schema_version=schema_version(engine),
         head_version=head_revision(),
@@ -116,4 +135,24 @@ def warehouse_status(engine: Engine, fx_rates: Mapping[str, Decimal] | None = No
         outbox=outbox,
         rates=rates,
         stale_rows={name: n for name, n in stale.items() if n},
+        daemons=daemons,
+        leader=(lease[0], lease[1]) if lease else None,
     )
+
+
+def last_successful_syncs(conn: Connection) -> dict[tuple[str, str], datetime]:
+    """When each (source, stream) last finished a sync run without error."""
+    rows = conn.execute(
+        select(sync_runs.c.source, sync_runs.c.stream, func.max(sync_runs.c.finished_at))
+        .where(sync_runs.c.status == "ok")
+        .group_by(sync_runs.c.source, sync_runs.c.stream)
+    )
+    return {(source, stream): finished for source, stream, finished in rows if finished is not None}
+
+
+def source_synced_at(conn: Connection) -> dict[str, datetime]:
+    """How fresh each source's data is: the oldest of its streams' last successful runs."""
+    fresh: dict[str, datetime] = {}
+    for (source, _stream), finished in last_successful_syncs(conn).items():
+        fresh[source] = min(finished, fresh.get(source, finished))
+    return fresh

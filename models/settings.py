@@ -143,17 +143,69 @@ class HubSpotSettings(_Section):
     _secrets = field_validator("access_token")(classmethod(lambda cls, v: _check_secret(v)))
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY = r"(\d{4}-)?\d{2}-\d{2}"
+
+
+class MuteWindow(_Section):
+    """A recurring time when alerts are not sent (state still changes), in the company time zone.
+
+    ``weekdays`` (``"sat"``, ``"sun"``...) and ``dates`` (``"2026-12-24"``, ``"12-24"`` every year,
+    ranges ``"03-25..03-31"``) are alternatives: the window holds on any day either names.
+    ``rules`` limits it to some rule ids (empty: every rule).
+    """
+
+    name: str
+    weekdays: list[str] = Field(default_factory=list)
+    dates: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[str]) -> list[str]:
+        days = [d.strip().lower()[:3] for d in value]
+        for day in days:
+            if day not in _WEEKDAYS:
+                raise ValueError(f"weekday {day!r}: expected one of {', '.join(_WEEKDAYS)}")
+        return days
+
+    @field_validator("dates")
+    @classmethod
+    def _dates(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ends = item.split("..")
+            if len(ends) > 2 or not all(re.fullmatch(_DAY, e.strip()) for e in ends):
+                raise ValueError(f"date {item!r}: expected YYYY-MM-DD or MM-DD, or a range A..B of those")
+        return value
+
+
 class SlackSettings(_Section):
     base_url: str = "https://slack.com/api/"
     token: SecretStr | None = None
     default_channel: str = "#sales-alerts"
     timeout_s: float = Field(30.0, gt=0)
+    # Team name (as the CRM spells it) -> channel, for rules that name no channel.
+    team_channels: dict[str, str] = Field(default_factory=dict)
+    # Re-notify a still-firing alert after this many hours, for rules that set no repeat_interval.
+    repeat_interval_h: float = Field(24.0, gt=0)
+    # A team-level alert holds back the per-rep alerts of that team in the same rule family.
+    inhibit_reps_by_team: bool = True
+    mute_windows: list[MuteWindow] = Field(default_factory=list)
+    # Seconds between two posts to one channel (Slack allows about one message per second).
+    post_interval_s: float = Field(1.0, ge=0)
+    # Back-off of a notification Slack could not take, across runs: base * 2^(attempts-1), capped.
+    retry_base_s: float = Field(30.0, gt=0)
+    retry_max_s: float = Field(3600.0, gt=0)
+    # The digest's attainment-vs-pace chart (PNG, uploaded with files_upload_v2; scope files:write).
+    digest_chart: bool = True
+    # Share of team attainment in the digest's blended attainment (compensation plans often pay 75/25).
+    digest_team_weight: float = Field(0.25, ge=0, le=1)
 
     _secrets = field_validator("token")(classmethod(lambda cls, v: _check_secret(v)))
 
 
 class SyncSettings(_Section):
-    interval_minutes: int = Field(15, ge=1)
+    interval_minutes: float = Field(15, gt=0)
     lookback_s: int = Field(300, ge=0)
     batch_size: int = Field(5_000, ge=1, le=100_000)
     workers: int = Field(2, ge=1, le=16)
@@ -166,7 +218,10 @@ class SyncSettings(_Section):
 
 
 class RulesSettings(_Section):
-    paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules/default.toml")])
+    # Rule files, folders (their *.yaml / *.yml) and globs.
+    paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("rules.d")])
+    # Minutes: the daemon does not judge data older than this (a stalled sync would look like silence).
+    max_data_age: int = Field(60, ge=1)
 
     _split = field_validator("paths", mode="before")(classmethod(lambda cls, v: _split_list(v)))
 
@@ -214,6 +269,19 @@ class QuotaSettings(_Section):
     path: Path | None = None
 
 
+class ServiceSettings(_Section):
+    """The daemon (``run``)."""
+
+    http_port: int | None = Field(None, ge=1, le=65535)
+    stop_timeout_s: float = Field(30.0, gt=0)
+    lease_s: float = Field(20.0, ge=1)
+    reload_poll_s: float = Field(5.0, gt=0)
+    misfire_grace_s: int = Field(300, ge=1)
+    outbox_interval_s: float = Field(30.0, gt=0)
+    digest_schedule: str = "0 8 * * 1"
+    health_max_sync_age_minutes: float | None = Field(None, gt=0)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -236,6 +304,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     company: CompanySettings = Field(default_factory=CompanySettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

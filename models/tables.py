@@ -137,6 +137,7 @@ leads = Table(
     *_tail_columns(),
     Index(None, "owner_id", "assigned_at"),
     Index(None, "created_at"),
+    Index(None, "assigned_at"),  # leads assigned in a window (lead rules)
     comment="Leads (Salesforce Lead, HubSpot contact).",
 )
 
@@ -169,6 +170,9 @@ opportunities = Table(
     Index(None, "closed_at"),
     Index(None, "updated_at"),
     Index(None, "synced_at"),  # what a sync touched: derived columns are refreshed for those rows only
+    Index(None, "stage_entered_at"),  # deals whose stage changed after an as-of instant (rules/asof.py)
+    Index(None, "is_closed", "close_date"),  # deals closed in a period, by close date (performance rules)
+    Index(None, "deleted_at"),  # deals deleted by an instant (their stage moves leave the win rates)
     comment="Deals (Salesforce Opportunity, HubSpot deal).",
 )
 
@@ -184,6 +188,7 @@ stage_changes = Table(
     Column("deleted_at", UTCDateTime(), comment="set when the deal or this history row was deleted in the CRM"),
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
+    Index(None, "source", "from_stage", "to_stage", "changed_at"),  # moves per pair of stages (win rates)
     comment="Every stage move of every deal.",
 )
 
@@ -222,6 +227,7 @@ activities = Table(
     Index(None, "opportunity_id", "occurred_at"),
     Index(None, "rep_id", "occurred_at"),
     Index(None, "synced_at"),
+    Index(None, "lead_id", "occurred_at"),  # a lead's first touch (lead_response_time)
     comment="Calls, emails, meetings, tasks and notes.",
 )
 
@@ -352,29 +358,49 @@ alerts = Table(
     Column("fingerprint", String(64), nullable=False, comment="hash of rule id + subject"),
     Column("rule_id", String(100), nullable=False, comment="id of the rule that raised it"),
     Column("subject", String(200), nullable=False, comment="what the alert is about (rep, stage, team...)"),
-    Column("state", String(10), nullable=False, comment="firing | resolved"),
+    Column("state", String(10), nullable=False, comment="pending | firing | resolved"),
     Column("severity", String(10), nullable=False, comment="severity tier of the latest evaluation"),
     Column("summary", Text, nullable=False, comment="one-line text of the latest finding"),
     Column("details", Text, comment="JSON: the numbers behind the finding"),
-    Column("first_fired_at", UTCDateTime(), nullable=False, comment="when the alert first fired (this episode)"),
-    Column("last_fired_at", UTCDateTime(), nullable=False, comment="latest evaluation that found it"),
+    Column("first_fired_at", UTCDateTime(), nullable=False, comment="first evaluation of this episode that found it"),
+    Column("last_fired_at", UTCDateTime(), nullable=False, comment="last evaluation that found it"),
     Column("last_notified_at", UTCDateTime(), comment="latest notification written to the outbox"),
     Column("resolved_at", UTCDateTime(), comment="when it stopped firing; null while firing"),
     Column("notify_count", Integer, nullable=False, default=0, comment="notifications written for this alert"),
+    Column("subject_type", String(20), comment="rep | team | stage | pipeline | lead_source | company"),
+    Column("subject_name", String(300), comment="the subject's display name (CRM text)"),
+    Column("team", String(200), comment="team name of the subject, for routing and inhibition"),
+    Column("family", String(100), comment="rule family (label 'family', else the kind): inhibition groups by it"),
+    Column("channel", String(100), comment="Slack channel the alert is routed to"),
+    Column(
+        "consecutive",
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="evaluations in a row that found it (pending until the rule's 'for')",
+    ),
+    Column("firing_since", UTCDateTime(), comment="when it went from pending to firing"),
+    Column("notified_severity", String(10), comment="severity the last notification announced"),
+    Column("notification_id", Integer, comment="notifications.id of the message that announced this episode"),
     UniqueConstraint("fingerprint"),
     Index(None, "rule_id", "state"),
-    comment="One row per rule and subject; its lifecycle firing -> resolved -> firing again.",
+    comment="One row per rule and subject; its lifecycle pending -> firing -> resolved -> pending again.",
 )
 
 notifications = Table(
     "notifications",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True, comment="surrogate key"),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False, comment="alerts.id"),
-    Column("kind", String(10), nullable=False, comment="firing | repeat | resolved"),
+    Column(
+        "alert_id",
+        Integer,
+        ForeignKey("alerts.id"),
+        comment="the alert when the message is about one; notification_alerts lists them all",
+    ),
+    Column("kind", String(10), nullable=False, comment="firing | repeat | severity | resolved | update"),
     Column("channel", String(100), nullable=False, comment="Slack channel name or id it goes to"),
     Column("payload", Text, nullable=False, comment="Block Kit message (JSON)"),
-    Column("status", String(10), nullable=False, comment="pending | sent | dead"),
+    Column("status", String(10), nullable=False, comment="pending | sending | sent | failed"),
     Column("attempts", Integer, nullable=False, default=0, comment="sends tried"),
     Column("next_attempt_at", UTCDateTime(), nullable=False, comment="when the next send may be tried"),
     Column("created_at", UTCDateTime(), nullable=False, comment="when it was written to the outbox"),
@@ -382,9 +408,25 @@ notifications = Table(
     Column("slack_channel_id", String(30), comment="channel id Slack answered with"),
     Column("slack_ts", String(30), comment="Slack message ts once sent"),
     Column("last_error", Text, comment="reason of the latest failed send"),
+    Column("rule_id", String(100), comment="the rule whose alerts the message is about"),
+    Column("thread_of", Integer, comment="notifications.id of the message this one replies to (or updates)"),
+    Column(
+        "attempted_at",
+        UTCDateTime(),
+        comment="start of the last attempt; while status is 'sending' its outcome is unknown",
+    ),
     Index(None, "status", "next_attempt_at"),
     Index(None, "alert_id"),
     comment="The durable outbox: written before sending, marked sent only after Slack said ok.",
+)
+
+notification_alerts = Table(
+    "notification_alerts",
+    metadata,
+    Column("notification_id", Integer, ForeignKey("notifications.id"), primary_key=True, comment="notifications.id"),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), primary_key=True, comment="alerts.id"),
+    Index(None, "alert_id"),
+    comment="Which alerts one Slack message is about (one message per rule and channel per evaluation).",
 )
 
 silences = Table(
@@ -401,3 +443,40 @@ silences = Table(
     Index(None, "rule_id", "ends_at"),
     comment="Mutes alerts of a rule (and subject) until ends_at.",
 )
+
+daemon_leases = Table(
+    "daemon_leases",
+    metadata,
+    Column("name", String(40), primary_key=True, comment="what the lease grants: 'scheduler' = run the jobs"),
+    Column("holder", String(200), nullable=False, comment="host:pid of the daemon holding it"),
+    Column("acquired_at", UTCDateTime(), nullable=False, comment="when the holder took the lease"),
+    Column("renewed_at", UTCDateTime(), nullable=False, comment="the holder's last renewal"),
+    Column("expires_at", UTCDateTime(), nullable=False, comment="another daemon may take the lease after this"),
+    comment="One leader among daemons sharing a warehouse: the holder of an unexpired lease runs the jobs.",
+)
+
+daemon_instances = Table(
+    "daemon_instances",
+    metadata,
+    Column("holder", String(200), primary_key=True, comment="host:pid of the daemon"),
+    Column("started_at", UTCDateTime(), nullable=False, comment="when the daemon started"),
+    Column("seen_at", UTCDateTime(), nullable=False, comment="the daemon's last heartbeat"),
+    Column("role", String(10), nullable=False, comment="leader | standby | stopped"),
+    Column("state", Text, nullable=False, comment="JSON: watched files, refused changes (file:line), jobs"),
+    comment="Each running daemon's own account of itself, for `status` (rows of stopped daemons stay).",
+)
+
+rule_notes = Table(
+    "rule_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True, comment="surrogate key"),
+    Column("rule_id", String(100), nullable=False, comment="id of the rule that wrote the note"),
+    Column("subject", String(300), nullable=False, comment="the subject's display name"),
+    Column("reason", Text, nullable=False, comment="why the rule could not judge it (a rep without quota...)"),
+    Column("as_of", UTCDateTime(), nullable=False, comment="the evaluation that wrote the note"),
+    Index(None, "rule_id"),
+    comment="'Not evaluated' notes of each rule's latest evaluation (shown by check and status, never in Slack).",
+)
+
+# Tables with CRM data, in the order a full sync fills them.
+CRM_TABLES = (exchange_rates, reps, stages, leads, opportunities, stage_changes, close_date_changes, activities, quotas)

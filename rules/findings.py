@@ -84,6 +84,9 @@ class Evaluation:
     as_of: datetime
     findings: tuple[Finding, ...] = ()
     notes: tuple[Note, ...] = ()
+    # Set when the evaluator failed: the rule judged nothing (its findings are unknown, not
+    # absent), so alerting must neither raise nor resolve anything for it.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class StandingRow:
     pace: float | None  # attainment / share of the period elapsed (1.0 = on pace)
     projected: float | None  # projected attainment at period end
     coverage: float | None  # open pipeline closing in the period / remaining quota
+    projected_low: float | None = None  # 80 % interval of the projected attainment
+    projected_high: float | None = None
+    weighted_coverage: float | None = None  # win-rate-weighted open pipeline / remaining quota
 
 
 @dataclass(frozen=True)

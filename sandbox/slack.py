@@ -43,8 +43,21 @@ Vendor behaviour followed, by source:
   ``response_metadata.messages`` as observed: ``"[ERROR] must be less than 3001 characters
   [json-pointer:/blocks/0/text/text]"``; the wording of other messages is the fake's own.
 
-Not modelled: attachments, files, user (xoxp) tokens, scopes, chat.update of another user's
-message (every message here is the bot's), ``reply_broadcast``, methods other than the four above
+- Message metadata: https://api.slack.com/metadata/using - ``metadata`` on chat.postMessage
+  (``event_type`` and ``event_payload``, JSON object or string); it comes back from
+  conversations.history / conversations.replies only with ``include_all_metadata``
+  (https://api.slack.com/methods/conversations.history: newest first, ``oldest`` / ``latest``
+  exclusive bounds unless ``inclusive``, ``limit`` default 100 at most 999, ``has_more`` and
+  ``response_metadata.next_cursor``; thread replies are not in the history, only their parent).
+  conversations.replies: https://api.slack.com/methods/conversations.replies (the parent first,
+  then replies oldest first; ``thread_not_found``).
+- Uploads: https://api.slack.com/messaging/files#uploading_files - files.getUploadURLExternal
+  (``filename``, ``length``) answers ``upload_url`` and ``file_id``; the bytes are POSTed there;
+  files.completeUploadExternal (``files`` JSON list of ``{id, title}``, ``channel_id``,
+  ``initial_comment``, ``thread_ts``) shares them, which shows as a message in the channel.
+
+Not modelled: attachments, user (xoxp) tokens, scopes, chat.update of another user's
+message (every message here is the bot's), ``reply_broadcast``, methods other than the ones above
 (they answer ``unknown_method``).
 """
 
@@ -103,6 +116,16 @@ class Revision:
 
 
 @dataclass(frozen=True)
+class UploadedFile:
+    """A file shared with files.completeUploadExternal."""
+
+    id: str
+    title: str
+    filename: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class Message:
     """A message Slack accepted, as it stands now (``history``: earlier versions, oldest first)."""
 
@@ -113,6 +136,8 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     thread_ts: str | None = None
     history: tuple[Revision, ...] = ()
+    metadata: dict[str, Any] | None = None  # {"event_type", "event_payload"} as posted
+    files: tuple[UploadedFile, ...] = ()
 
     @property
     def edited(self) -> bool:
@@ -206,19 +231,28 @@ class FakeSlack(FakeServer):
         self._lock = threading.Lock()
         self._messages: list[Message] = []
         self._last_us = 0
+        self._uploads: dict[str, tuple[str, int, bytes | None]] = {}  # file id -> (filename, length, bytes)
+        # Called with each accepted post before Slack answers (tests kill the client there).
+        self.on_post: Callable[[Message], None] | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "conversations.list": self._conversations_list,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }
         for verb in ("GET", "POST"):
             self.route(verb, r"/api/(?P<method>[^/]+)", self._call)
+        self.route("POST", r"/upload/v1/(?P<file_id>[^/?]+)", self._receive_upload)
 
     def reset(self) -> None:
         """Forget messages, rate-limit state, armed faults and seen requests (one server, many tests)."""
         with self._lock:
             self._messages.clear()
+            self._uploads.clear()
             self._last_us = 0
             if self._limiter is not None:
                 self._limiter.buckets.clear()
@@ -324,12 +358,121 @@ class FakeSlack(FakeServer):
             thread_ts = str(thread_ts)
             if not _THREAD_TS.fullmatch(thread_ts):
                 raise SlackError("invalid_thread_ts", [f"{thread_ts} is not a valid thread_ts"])
+        metadata = _metadata(params.get("metadata"))
         with self._lock:
             if self._limiter is not None:
                 self._limiter.take(channel.id)
-            message = Message(channel.id, channel.name, self._next_ts(), text or "", blocks or [], thread_ts)
+            message = Message(
+                channel.id, channel.name, self._next_ts(), text or "", blocks or [], thread_ts, metadata=metadata
+            )
             self._messages.append(message)
+        if self.on_post is not None:
+            self.on_post(message)
         return {"channel": channel.id, "ts": message.ts, "message": self._wire(message)}
+
+    def _readable(self, params: dict[str, Any]) -> Channel:
+        channel = next((c for c in self.channels if c.id == str(params.get("channel") or "")), None)
+        if channel is None:
+            raise SlackError("channel_not_found")
+        if not channel.is_member and channel.is_private:
+            raise SlackError("not_in_channel")
+        return channel
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._readable(params)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
+        oldest = _ts_key(str(params.get("oldest") or "0"))
+        latest = _ts_key(str(params["latest"])) if params.get("latest") else None
+        try:
+            limit = min(max(int(params.get("limit") or 100), 1), 999)
+        except ValueError:
+            raise SlackError("invalid_limit") from None
+        found = [
+            m
+            for m in reversed(self.messages(channel.id))
+            if m.thread_ts is None
+            and (_ts_key(m.ts) >= oldest if inclusive else _ts_key(m.ts) > oldest)
+            and (latest is None or (_ts_key(m.ts) <= latest if inclusive else _ts_key(m.ts) < latest))
+        ]
+        start = int(params["cursor"]) if str(params.get("cursor") or "").isdigit() else 0
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        return {
+            "messages": [self._wire(m, with_metadata=with_metadata) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._readable(params)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        ts = str(params.get("ts") or "")
+        messages = self.messages(channel.id)
+        parent = next((m for m in messages if m.ts == ts), None)
+        if parent is None:
+            raise SlackError("thread_not_found")
+        thread = [parent, *(m for m in messages if m.thread_ts == ts)]
+        return {"messages": [self._wire(m, with_metadata=with_metadata) for m in thread], "has_more": False}
+
+    def _upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename = str(params.get("filename") or "")
+        try:
+            length = int(params.get("length") or 0)
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+        if not filename or length <= 0:
+            raise SlackError("invalid_arguments")
+        with self._lock:
+            file_id = f"F{len(self._uploads) + 1:08d}"
+            self._uploads[file_id] = (filename, length, None)
+        return {"upload_url": f"{self.base_url}/upload/v1/{file_id}", "file_id": file_id}
+
+    def _receive_upload(self, request: Request) -> Response:
+        assert request.match is not None
+        file_id = request.match["file_id"]
+        with self._lock:
+            known = self._uploads.get(file_id)
+            if known is None:
+                return Response(404, b"not found", {"Content-Type": "text/plain"})
+            self._uploads[file_id] = (known[0], known[1], request.body)
+        return Response(200, f"OK - {len(request.body)}".encode(), {"Content-Type": "text/plain"})
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        raw = params.get("files")
+        try:
+            listed = orjson.loads(raw) if isinstance(raw, str) else raw
+        except orjson.JSONDecodeError:
+            raise SlackError("invalid_arguments") from None
+        if not isinstance(listed, list) or not listed:
+            raise SlackError("invalid_arguments")
+        shared: list[UploadedFile] = []
+        with self._lock:
+            for item in listed:
+                known = self._uploads.get(str(item.get("id") if isinstance(item, dict) else ""))
+                if known is None or known[2] is None:
+                    raise SlackError("file_not_found")
+                shared.append(UploadedFile(str(item["id"]), str(item.get("title") or known[0]), known[0], known[2]))
+        channel_ref = params.get("channel_id")
+        if channel_ref:
+            channel = self._resolve(str(channel_ref))
+            if channel is None:
+                raise SlackError("channel_not_found")
+            if not channel.is_member:
+                raise SlackError("not_in_channel")
+            thread_ts = str(params["thread_ts"]) if params.get("thread_ts") else None
+            with self._lock:
+                message = Message(
+                    channel.id,
+                    channel.name,
+                    self._next_ts(),
+                    str(params.get("initial_comment") or ""),
+                    [],
+                    thread_ts,
+                    files=tuple(shared),
+                )
+                self._messages.append(message)
+        return {"files": [{"id": f.id, "title": f.title, "name": f.filename} for f in shared]}
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel_id = str(params.get("channel") or "")
@@ -391,7 +534,7 @@ class FakeSlack(FakeServer):
         self._last_us = max(now_us, self._last_us + 1)
         return f"{self._last_us // 1_000_000}.{self._last_us % 1_000_000:06d}"
 
-    def _wire(self, message: Message) -> dict[str, Any]:
+    def _wire(self, message: Message, *, with_metadata: bool = False) -> dict[str, Any]:
         wire: dict[str, Any] = {
             "type": "message",
             "user": self.bot_user_id,
@@ -407,6 +550,10 @@ class FakeSlack(FakeServer):
             wire["thread_ts"] = message.thread_ts
         if message.history:
             wire["edited"] = {"user": self.bot_user_id, "ts": message.history[-1].replaced_ts}
+        if with_metadata and message.metadata is not None:
+            wire["metadata"] = message.metadata
+        if message.files:
+            wire["files"] = [{"id": f.id, "title": f.title, "name": f.filename} for f in message.files]
         return wire
 
     def _channel_wire(self, channel: Channel) -> dict[str, Any]:
@@ -428,7 +575,25 @@ class FakeSlack(FakeServer):
 
 def _ts_key(ts: str) -> tuple[int, int]:
     seconds, _, micros = ts.partition(".")
-    return int(seconds), int(micros)
+    if not (seconds.isdigit() and (micros.isdigit() or not micros)):
+        raise SlackError("invalid_ts_oldest")
+    return int(seconds), int(micros.ljust(6, "0")[:6] or 0)
+
+
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    """chat.postMessage ``metadata``: an object (or its JSON) with ``event_type`` and ``event_payload``."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise SlackError("invalid_metadata_format") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("event_type"), str):
+        raise SlackError("invalid_metadata_format")
+    if not isinstance(raw.get("event_payload"), dict):
+        raise SlackError("invalid_metadata_format")
+    return {"event_type": raw["event_type"], "event_payload": raw["event_payload"]}
 
 
 def _cursor_index(cursor: str, listed: list[Channel]) -> int:

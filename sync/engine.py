@@ -118,12 +118,23 @@ StreamWork = Callable[[Stream, StreamProgress], StreamResult]
 
 
 class SyncEngine:
-    def __init__(self, engine: Engine, settings: Settings, clock: Clock, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        clock: Clock,
+        progress: Progress | None = None,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.clock = clock
         self.progress = progress or LogProgress()
         self._redact = RedactSecrets(settings.secret_values()).redact
+        # The daemon's shutdown: asked between batches (each batch and its cursor are committed), so a
+        # stopping daemon leaves at a checkpoint and the next run resumes there.
+        self.should_stop = should_stop
 
     def sync_source(self, connector: Connector, *, full: bool = False) -> list[StreamResult]:
         """Every stream of the connector, up to ``sync.workers`` at once, each after the streams it needs."""
@@ -147,6 +158,9 @@ class SyncEngine:
         results: list[StreamResult] = []
         failed: set[str] = set()
         for stream in streams:
+            if self.should_stop():
+                log.info("source=%s stopping: %d stream(s) not started this run", source, len(streams) - len(results))
+                break
             missing = failed.intersection(DEPENDS_ON.get(stream.target, ()))
             if missing:
                 result = self._skipped(source, stream, missing)
@@ -243,13 +257,18 @@ class SyncEngine:
                     source, stream, spec, batch, cursor, lookups, in_quarantine, holder, sync_started, result, orphans
                 )
                 progress.advance(len(batch))
-            if whole and spec.deletable:
-                result.deleted += self._delete_unseen(source, stream, spec, stream_started)
-            if spec.table is exchange_rates:
-                with self.engine.begin() as conn:
-                    store_rates(conn, source, RateBook.load(conn, self.settings.company))
-            result.status = "ok"
-            self._judge_quarantine(result)
+                if self.should_stop():
+                    result.status = "stopped"
+                    result.error = "stopped at a checkpoint by the daemon's shutdown; the next run resumes there"
+                    break
+            else:
+                if whole and spec.deletable:
+                    result.deleted += self._delete_unseen(source, stream, spec, stream_started)
+                if spec.table is exchange_rates:
+                    with self.engine.begin() as conn:
+                        store_rates(conn, source, RateBook.load(conn, self.settings.company))
+                result.status = "ok"
+                self._judge_quarantine(result)
         except (FatalError, RetriableError) as exc:
             result.status = "failed"
             result.error = str(exc)

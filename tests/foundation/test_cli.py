@@ -94,13 +94,6 @@ def test_bad_quota_line_exits_2_naming_the_line(tmp_path: Path) -> None:
     assert f"{quota_file}:2: unknown rep 'ghost@example.com'" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["check", "run", "rules validate", "alerts list", "silence list"])
-def test_commands_not_built_yet_say_so_and_exit_1(command: str, tmp_path: Path) -> None:
-    result = run(*command.split(), env={"SALESPULSE_DATABASE__URL": f"sqlite:///{tmp_path}/w.db"})
-    assert result.returncode == 1
-    assert "is not built yet" in result.stderr
-
-
 def test_no_secret_appears_in_anything_printed(tmp_path: Path) -> None:
     secrets = {
         "SALESPULSE_SLACK__TOKEN": "xoxb-LEAKCANARY-slack",
@@ -120,7 +113,7 @@ def test_no_secret_appears_in_anything_printed(tmp_path: Path) -> None:
             "status", env={**secrets, "SALESPULSE_DATABASE__URL": "postgresql+psycopg://u:LEAKCANARY-db@127.0.0.1:1/x"}
         ),
     ]
-    assert [r.returncode for r in runs] == [0, 1, 2, 2, 1]
+    assert [r.returncode for r in runs] == [0, 0, 2, 2, 1]
     assert "cannot open the warehouse postgresql+psycopg://u:***@127.0.0.1:1/x" in runs[-1].stderr
     for result in runs:
         assert "LEAKCANARY" not in result.stdout + result.stderr

@@ -32,6 +32,8 @@ def test_committed_defaults_load_and_match_the_model() -> None:
     assert settings.sync.lookback_s == 300
     assert settings.company.reporting_currency == "USD"
     assert settings.salesforce.enabled is False
+    assert settings.rules.paths == [DEFAULT_CONFIG.parent / "rules.d"]
+    assert settings.rules.max_data_age == 60
 
 
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

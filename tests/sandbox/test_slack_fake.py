@@ -507,3 +507,62 @@ def test_channel_id_resolves_names_and_refuses_unknown_ones(slack: FakeSlack) ->
     assert slack.channel_id("#sales-alerts") == slack.channel_id("sales-alerts") == "C0SALES01"
     with pytest.raises(KeyError):
         slack.channel_id("#nowhere")
+
+
+# -- metadata, history, replies, uploads -------------------------------------------------
+
+
+def test_metadata_comes_back_only_when_history_asks_for_it(client: WebClient) -> None:
+    meta = {"event_type": "salespulse_notification", "event_payload": {"id": "7"}}
+    first = client.chat_postMessage(channel="#sales-alerts", text="one", metadata=meta)
+    reply = client.chat_postMessage(channel="#sales-alerts", text="in thread", thread_ts=first["ts"], metadata=meta)
+    plain = client.conversations_history(channel="C0SALES01")
+    assert [m.get("metadata") for m in plain["messages"]] == [None]
+    full = client.conversations_history(channel="C0SALES01", include_all_metadata=True)
+    assert [m["metadata"] for m in full["messages"]] == [meta]  # thread replies are not in the history
+    thread = client.conversations_replies(channel="C0SALES01", ts=first["ts"], include_all_metadata=True)
+    assert [m["ts"] for m in thread["messages"]] == [first["ts"], reply["ts"]]
+    assert thread["messages"][1]["metadata"] == meta
+
+
+def test_history_pages_newest_first_and_honours_oldest(client: WebClient) -> None:
+    posted = [client.chat_postMessage(channel="C0SALES03", text=str(i))["ts"] for i in range(5)]
+    page = client.conversations_history(channel="C0SALES03", limit=2, oldest=posted[0])
+    assert [m["text"] for m in page["messages"]] == ["4", "3"]
+    assert page["has_more"] is True
+    rest = client.conversations_history(
+        channel="C0SALES03", limit=2, oldest=posted[0], cursor=page["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in rest["messages"]] == ["2", "1"]
+    assert rest["has_more"] is False
+
+
+@pytest.mark.parametrize(
+    ("call", "kwargs", "code"),
+    [
+        ("conversations_history", {"channel": "C0NOPE"}, "channel_not_found"),
+        ("conversations_replies", {"channel": "C0SALES01", "ts": "1.000001"}, "thread_not_found"),
+        ("chat_postMessage", {"channel": "C0SALES01", "text": "x", "metadata": {"event_payload": {}}}, None),
+    ],
+)
+def test_history_refusals(client: WebClient, call: str, kwargs: dict, code: str | None) -> None:
+    error = refusal(getattr(client, call), **kwargs)
+    assert error.response["error"] == (code or "invalid_metadata_format")
+
+
+def test_files_upload_v2_three_calls_share_the_file(slack: FakeSlack, client: WebClient) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+    client.files_upload_v2(channel="C0SALES01", content=png, filename="c.png", title="Chart", initial_comment="hi")
+    [message] = slack.messages("C0SALES01")
+    assert message.text == "hi"
+    assert [(f.title, f.filename, f.content) for f in message.files] == [("Chart", "c.png", png)]
+
+
+def test_on_post_sees_a_stored_message_before_the_answer(slack: FakeSlack, client: WebClient) -> None:
+    seen = []
+    slack.on_post = lambda message: seen.append((message.text, len(slack.messages())))
+    try:
+        client.chat_postMessage(channel="C0SALES01", text="hello")
+    finally:
+        slack.on_post = None
+    assert seen == [("hello", 1)]

@@ -1,0 +1,1 @@
+"""The daemon (``python service.py run``): schedules, one leader, hot reload, health and metrics."""

@@ -1,0 +1,147 @@
+"""The warehouse as it stood at an instant T, rebuilt from its history, for ``check --as-of``.
+
+What can be rebuilt: whether a record existed (created before T, not deleted by T), a deal's
+stage and when it entered it (``stage_changes``), whether it was open (the stage it was in),
+its expected close date (``close_date_changes``) and its last activity before T. What
+cannot: past amounts, past owners, past names, a lead's past status; those are today's.
+
+Evaluating "now" must stay as fast as reading the deal rows, so the history is consulted only
+for the rows that changed after T: a deal whose ``stage_entered_at`` (the last stage change,
+kept by the sync) is at or before T was in the same stage at T; a deal whose ``updated_at``
+is at or before T had the same close date; one whose ``last_activity_at`` is at or before T
+had the same last activity. ``CASE`` runs the history subqueries for the others only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Subquery,
+    and_,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    union_all,
+)
+
+from models.tables import activities, close_date_changes, opportunities, stage_changes, stages
+
+OPEN_DEAL_COLUMNS = (
+    "id",
+    "source",
+    "name",
+    "owner_id",
+    "pipeline",
+    "stage",
+    "stage_entered_at",
+    "created_at",
+    "amount_reporting",
+    "close_date",
+    "last_activity_at",
+    "crm_url",
+)
+
+
+def alive_at(table: FromClause, t: datetime) -> ColumnElement[bool]:
+    """Not deleted by ``t``: a record deleted later still counted then."""
+    return or_(table.c.deleted_at.is_(None), table.c.deleted_at > t)
+
+
+def deal_exists_at(deal: FromClause, t: datetime) -> ColumnElement[bool]:
+    return and_(deal.c.created_at <= t, alive_at(deal, t))
+
+
+def close_date_at(deal: FromClause, t: datetime) -> ColumnElement:
+    """The expected close date at ``t``: the old date of the first change after ``t``, if any."""
+    cdc = close_date_changes
+    before_change = (
+        select(cdc.c.old_date)
+        .where(cdc.c.opportunity_id == deal.c.id, cdc.c.changed_at > t)
+        .order_by(cdc.c.changed_at, cdc.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return case(
+        (func.coalesce(deal.c.updated_at, deal.c.synced_at) > t, func.coalesce(before_change, deal.c.close_date)),
+        else_=deal.c.close_date,
+    )
+
+
+def last_activity_at(deal: FromClause, t: datetime) -> ColumnElement:
+    """The deal's latest activity at or before ``t`` (null: none yet)."""
+    a = activities
+    latest = (
+        select(func.max(a.c.occurred_at))
+        .where(a.c.opportunity_id == deal.c.id, a.c.occurred_at <= t, alive_at(a, t))
+        .scalar_subquery()
+    )
+    return case((deal.c.last_activity_at > t, latest), else_=deal.c.last_activity_at)
+
+
+def _stage_at(deal: FromClause, t: datetime) -> tuple[ColumnElement, ColumnElement]:
+    """(stage, entered at) at ``t`` from the deal's stage changes.
+
+    Before its first recorded change a deal sat in that change's ``from_stage`` (Salesforce
+    records changes only); HubSpot also records the starting stage (``from_stage`` null).
+    """
+    sc = stage_changes
+    mine = sc.c.opportunity_id == deal.c.id
+    last_to = select(sc.c.to_stage).where(mine, sc.c.changed_at <= t).order_by(sc.c.changed_at.desc(), sc.c.id.desc())
+    first_from = select(sc.c.from_stage).where(mine).order_by(sc.c.changed_at, sc.c.id)
+    entered = select(func.max(sc.c.changed_at)).where(mine, sc.c.changed_at <= t).scalar_subquery()
+    stage = func.coalesce(last_to.limit(1).scalar_subquery(), first_from.limit(1).scalar_subquery(), deal.c.stage)
+    return stage, func.coalesce(entered, deal.c.created_at)
+
+
+def open_deals_at(t: datetime) -> Subquery:
+    """Every deal open at ``t``, with its state then (columns: ``OPEN_DEAL_COLUMNS``).
+
+    Two parts: deals whose stage has not changed since ``t`` and are open now (read from the
+    row, through the (is_closed, stage, stage_entered_at) index), and deals whose stage
+    changed after ``t`` (rebuilt from ``stage_changes``; few when ``t`` is recent), kept when
+    the stage they were in at ``t`` is an open one. Re-opened deals fall out right: a deal
+    closed at ``t`` and re-opened since was in a closed stage at ``t``.
+    """
+    o = opportunities
+    shared = (
+        o.c.id,
+        o.c.source,
+        o.c.name,
+        o.c.owner_id,
+        o.c.pipeline,
+    )
+    tail = (
+        o.c.created_at,
+        o.c.amount_reporting,
+        close_date_at(o, t).label("close_date"),
+        last_activity_at(o, t).label("last_activity_at"),
+        o.c.crm_url,
+    )
+    unchanged = select(*shared, o.c.stage, o.c.stage_entered_at, *tail).where(
+        o.c.is_closed == false(), o.c.stage_entered_at <= t, deal_exists_at(o, t)
+    )
+    stage, entered = _stage_at(o, t)
+    moved = (
+        select(*shared, stage.label("stage"), entered.label("stage_entered_at"), *tail)
+        .where(o.c.stage_entered_at > t, deal_exists_at(o, t))
+        .subquery("moved")
+    )
+    moved_open = (
+        select(*(moved.c[name] for name in OPEN_DEAL_COLUMNS))
+        .join_from(
+            moved,
+            stages,
+            and_(
+                stages.c.source == moved.c.source,
+                stages.c.pipeline == moved.c.pipeline,
+                stages.c.api_name == moved.c.stage,
+            ),
+        )
+        .where(stages.c.is_closed == false())
+    )
+    return union_all(unchanged, moved_open).subquery("open_deals")

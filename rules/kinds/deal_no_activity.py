@@ -1,0 +1,87 @@
+"""``deal_no_activity``: open deals nobody has touched for N days, per owner.
+
+A deal is idle at T when its last activity before T (or its creation, if it never had
+one) is more than ``days`` days before T. Optionally only deals of at least ``min_amount``
+(reporting currency) or in the named ``stages`` (late stages, where silence costs most).
+
+Formula, per owner: flagged = #{open deals d : T - last_activity(d, T) > days}; the finding's
+value is flagged (severity tiers on that count, default warn 1, critical 5), its baseline
+the ``days`` limit, its sample size the owner's open deals in scope.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+from sqlalchemy import and_, case, func, select, true
+
+from models.tables import reps
+from rules.asof import open_deals_at
+from rules.findings import Evaluation
+from rules.model import Rule, SeverityTiers, Warehouse
+from rules.names import NameOf
+from rules.owners import OwnerTally, owner_findings
+from rules.scoping import deal_condition
+from rules.sqltime import days_between
+from rules.verdicts import KindParams, plural
+
+
+class Params(KindParams):
+    days: float = Field(21, gt=0)  # no activity for longer than this (healthy deals are touched every 1-2 weeks)
+    min_amount: float = Field(0, ge=0)  # only deals of at least this amount (reporting currency)
+    # only deals in these stages (api names or labels); empty: every open stage
+    stages: tuple[Annotated[str, NameOf("stage")], ...] = ()
+    min_deals: int = Field(1, ge=1)  # an owner needs this many idle deals to be named
+
+
+class DealNoActivity:
+    name: ClassVar[str] = "deal_no_activity"
+    Params: ClassVar[type[Params]] = Params
+    default_tiers: ClassVar[SeverityTiers] = SeverityTiers(warn=1, critical=5)
+
+    def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
+        params = Params(**rule.params)
+        d = open_deals_at(now)
+        touched = func.coalesce(d.c.last_activity_at, d.c.created_at)
+        idle = touched < now - timedelta(days=params.days)
+        wanted = and_(
+            deal_condition(rule.scope, d, reps),
+            d.c.amount_reporting >= params.min_amount if params.min_amount else true(),
+            func.lower(d.c.stage).in_([s.lower() for s in params.stages]) if params.stages else true(),
+        )
+        deals = (
+            select(
+                d.c.id,
+                d.c.owner_id,
+                d.c.name,
+                d.c.amount_reporting,
+                d.c.stage,
+                d.c.crm_url,
+                days_between(touched, now).label("days"),
+                case((idle, 1), else_=0).label("flagged"),
+            )
+            .join_from(d, reps, reps.c.id == d.c.owner_id)
+            .where(wanted)
+            .subquery()
+        )
+
+        def explain(t: OwnerTally) -> str:
+            return (
+                f"{t.name} has {plural(t.flagged, 'open deal')} (of {t.open_deals:,}) with no activity for more than "
+                f"{params.days:g} days, the longest {t.worst_days:.0f} days; {t.flagged_amount:,.0f} in pipeline."
+            )
+
+        findings = owner_findings(
+            rule,
+            warehouse,
+            now,
+            deals,
+            default_tiers=self.default_tiers,
+            min_deals=params.min_deals,
+            max_samples=params.max_samples,
+            explain=explain,
+            baseline=params.days,
+        )
+        return Evaluation(rule.id, rule.kind, now, findings)

@@ -1,0 +1,143 @@
+"""``stage_conversion_drop``: fewer deals move on from a stage than used to.
+
+For every open stage, the deals that left it (stage changes out of it) in the current
+window (the last ``window_days`` before T) and in the trailing baseline window (the
+``baseline_days`` before that) are split into "advanced" (to a later stage that is not a
+lost stage, won included) and the rest (lost, or moved back).
+
+Formula: p1 = a1 / n1 (current), p0 = a0 / n0 (baseline); pooled p = (a1 + a0) / (n1 + n0);
+z = (p1 - p0) / sqrt(p (1 - p) (1/n1 + 1/n0)), one-sided p-value = Phi(z)
+(scipy.stats.norm.cdf). Reported when both windows have ``min_exits`` exits, p-value <
+``alpha`` and the ratio p1 / p0 reaches the tiers (below; default warn 0.75, critical 0.5).
+The finding's value is p1, its baseline p0, its sample size n1; samples are the biggest deals
+that left the stage in the current window without moving forward (``days``: since they left).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from pydantic import Field
+from scipy.stats import norm
+from sqlalchemy import and_, case, func, select
+
+from models.tables import opportunities, reps, stage_changes, stages
+from rules.asof import alive_at
+from rules.findings import Evaluation, SampleRecord, Subject
+from rules.model import Rule, SeverityTiers, Warehouse
+from rules.scoping import deal_condition
+from rules.sqltime import days_between
+from rules.verdicts import KindParams, deal_sample, grade, make_finding, tiers
+
+
+class Params(KindParams):
+    window_days: int = Field(90, ge=7)  # the current window, ending at the evaluation
+    baseline_days: int = Field(365, ge=30)  # the trailing window before it
+    min_exits: int = Field(20, ge=5)  # deals leaving the stage needed in each window
+    alpha: float = Field(0.001, gt=0, lt=0.5)  # one-sided two-proportion z-test level
+
+
+class StageConversionDrop:
+    name: ClassVar[str] = "stage_conversion_drop"
+    Params: ClassVar[type[Params]] = Params
+    default_tiers: ClassVar[SeverityTiers] = SeverityTiers(warn=0.75, critical=0.5)
+
+    def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
+        params = Params(**rule.params)
+        chosen = tiers(rule, self.default_tiers)
+        sc, o = stage_changes, opportunities
+        f, t = stages.alias("f"), stages.alias("t")
+        split = now - timedelta(days=params.window_days)
+        start = split - timedelta(days=params.baseline_days)
+        advanced = and_(t.c.sort_order > f.c.sort_order, ~and_(t.c.is_closed, ~t.c.is_won))
+        recent = case((sc.c.changed_at > split, 1), else_=0).label("recent")
+        moves = (
+            select()
+            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
+            .join(reps, reps.c.id == o.c.owner_id)
+            .join(f, and_(f.c.source == o.c.source, f.c.pipeline == o.c.pipeline, f.c.api_name == sc.c.from_stage))
+            .join(t, and_(t.c.source == o.c.source, t.c.pipeline == o.c.pipeline, t.c.api_name == sc.c.to_stage))
+            .where(sc.c.changed_at <= now, f.c.is_closed.is_(False), alive_at(o, now),
+                   deal_condition(rule.scope, o, reps))
+        )  # fmt: skip
+        # Counted per (pipeline, from, to) without the stage joins (they cost more than the scan);
+        # the stages table is small, so "advanced" is decided here per pair.
+        pairs = warehouse.conn.execute(
+            select(o.c.source, o.c.pipeline, sc.c.from_stage, sc.c.to_stage, recent, func.count())
+            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
+            .join(reps, reps.c.id == o.c.owner_id)
+            .where(sc.c.changed_at > start, sc.c.changed_at <= now, sc.c.from_stage.is_not(None), alive_at(o, now),
+                   deal_condition(rule.scope, o, reps))
+            .group_by(o.c.source, o.c.pipeline, sc.c.from_stage, sc.c.to_stage, recent)
+        ).all()  # fmt: skip
+        known = {(r.source, r.pipeline, r.api_name): r for r in warehouse.conn.execute(select(stages))}
+        counts: dict[tuple, list[int]] = {}
+        for source, pipeline, from_stage, to_stage, is_recent, count in pairs:
+            before, after = known.get((source, pipeline, from_stage)), known.get((source, pipeline, to_stage))
+            if before is None or after is None or before.is_closed:
+                continue
+            moved = after.sort_order > before.sort_order and not (after.is_closed and not after.is_won)
+            cell = counts.setdefault((source, pipeline, from_stage, before.id, before.label, int(is_recent)), [0, 0])
+            cell[0] += int(count) if moved else 0
+            cell[1] += int(count)
+        rows = [(*key, moved, exits) for key, (moved, exits) in counts.items()]
+
+        def samples(stage_id: str) -> tuple[SampleRecord, ...]:
+            """The biggest deals that left the stage in the current window without moving forward."""
+            if params.max_samples <= 0:
+                return ()
+            lost = warehouse.conn.execute(
+                moves.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
+                                  t.c.label.label("stage"), o.c.crm_url,
+                                  days_between(sc.c.changed_at, now).label("days"))
+                .where(f.c.id == stage_id, sc.c.changed_at > split, ~advanced)
+                .order_by(o.c.amount_reporting.desc(), o.c.id)
+                .limit(params.max_samples)
+            ).mappings()  # fmt: skip
+            return tuple(deal_sample(r) for r in lost)
+
+        tally: dict[tuple[str, str, str, str, str], dict[int, tuple[int, int]]] = {}
+        for source, pipeline, api_name, stage_id, label, is_recent, moved, exits in rows:
+            tally.setdefault((source, pipeline, api_name, stage_id, label), {})[int(is_recent)] = (
+                int(moved),
+                int(exits),
+            )
+        findings = []
+        for (source, pipeline, api_name, stage_id, label), windows in sorted(tally.items()):
+            a1, n1 = windows.get(1, (0, 0))
+            a0, n0 = windows.get(0, (0, 0))
+            if min(n1, n0) < params.min_exits or a0 == 0:
+                continue
+            p1, p0 = a1 / n1, a0 / n0
+            pooled = (a1 + a0) / (n1 + n0)
+            spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+            z = (p1 - p0) / spread if spread > 0 else 0.0
+            p_value = float(norm.cdf(z))
+            ratio = p1 / p0
+            severity = grade(ratio, chosen, "below")
+            if severity is None or p_value >= params.alpha:
+                continue
+            findings.append(
+                make_finding(
+                    rule,
+                    now,
+                    subject=Subject("stage", stage_id, label),
+                    severity=severity,
+                    value=round(p1, 4),
+                    baseline=round(p0, 4),
+                    sample_size=n1,
+                    unit="share",
+                    samples=samples(stage_id),
+                    explanation=(
+                        f"{p1:.0%} of the {n1:,} deals that left {label} ({source}, pipeline {pipeline}) in the last "
+                        f"{params.window_days} days moved forward, against {p0:.0%} of {n0:,} in the "
+                        f"{params.baseline_days} days before ({ratio:.2f}x, z = {z:.1f})."
+                    ),
+                    details={"advanced": a1, "exits": n1, "baseline_advanced": a0, "baseline_exits": n0,
+                             "ratio": round(ratio, 3), "z": round(z, 2), "p_value": p_value,
+                             "source": source, "pipeline": pipeline, "stage": api_name},
+                )
+            )  # fmt: skip
+        return Evaluation(rule.id, rule.kind, now, tuple(findings))

@@ -1,0 +1,124 @@
+"""Deal-hygiene findings grouped per owner: one finding per rep, naming their worst deals.
+
+An ops lead acts on hygiene rep by rep ("Ana, these five deals have gone quiet"), so
+``deal_no_activity`` and ``close_date_slipped`` flag deals in SQL and report them per
+owner, once: the count flagged among the owner's open deals, their amount, the worst cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Subquery, and_, func, select
+
+from models.tables import reps
+from rules.findings import Finding, SampleRecord, Subject
+from rules.model import Rule, SeverityTiers, Warehouse
+from rules.verdicts import deal_sample, grade, make_finding, tiers
+
+
+@dataclass(frozen=True)
+class OwnerTally:
+    """One owner's open deals in scope and how many of them were flagged."""
+
+    owner_id: str
+    name: str
+    team: str | None
+    open_deals: int
+    flagged: int
+    flagged_amount: float
+    worst_days: float
+
+
+def owner_tallies(warehouse: Warehouse, deals: Subquery) -> list[OwnerTally]:
+    """Per owner: ``deals`` has one row per open deal in scope with ``owner_id``, ``flagged`` (0/1),
+    ``amount_reporting`` and ``days`` (how bad, for the worst case)."""
+    query = (
+        select(
+            deals.c.owner_id,
+            reps.c.name,
+            reps.c.team,
+            func.count(),
+            func.sum(deals.c.flagged),
+            func.coalesce(func.sum(func.coalesce(deals.c.amount_reporting, 0) * deals.c.flagged), 0),
+            func.max(func.coalesce(deals.c.days, 0) * deals.c.flagged),
+        )
+        .join_from(deals, reps, reps.c.id == deals.c.owner_id)
+        .group_by(deals.c.owner_id, reps.c.name, reps.c.team)
+        .having(func.sum(deals.c.flagged) > 0)
+    )
+    rows = warehouse.conn.execute(query).all()
+    return [
+        OwnerTally(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5] or 0), float(r[6] or 0))
+        for r in sorted(rows, key=lambda r: r[0])
+    ]
+
+
+def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit: int) -> dict[str, list[SampleRecord]]:
+    """The ``limit`` flagged deals with the most ``days`` per owner (a window function: never all rows)."""
+    if not owners or limit <= 0:
+        return {}
+    rank = (
+        func.row_number().over(partition_by=deals.c.owner_id, order_by=(deals.c.days.desc(), deals.c.id)).label("rank")
+    )
+    ranked = (
+        select(deals.c.id, deals.c.owner_id, deals.c.name, deals.c.amount_reporting, deals.c.stage, deals.c.days,
+               deals.c.crm_url, rank)
+        .where(and_(deals.c.flagged == 1, deals.c.owner_id.in_(owners)))
+        .subquery()
+    )  # fmt: skip
+    rows = warehouse.conn.execute(
+        select(ranked, reps.c.name.label("owner"))
+        .join_from(ranked, reps, reps.c.id == ranked.c.owner_id)
+        .where(ranked.c.rank <= limit)
+        .order_by(ranked.c.owner_id, ranked.c.rank)
+    ).mappings()
+    out: dict[str, list[SampleRecord]] = {}
+    for r in rows:
+        out.setdefault(r["owner_id"], []).append(deal_sample(r))
+    return out
+
+
+def owner_findings(
+    rule: Rule,
+    warehouse: Warehouse,
+    now: datetime,
+    deals: Subquery,
+    *,
+    default_tiers: SeverityTiers,
+    min_deals: int,
+    max_samples: int,
+    explain: Callable[[OwnerTally], str],
+    baseline: float,
+) -> tuple[Finding, ...]:
+    """A finding per owner whose flagged count reaches the tiers (and ``min_deals``)."""
+    chosen = tiers(rule, default_tiers)
+    graded = []
+    for tally in owner_tallies(warehouse, deals):
+        severity = grade(tally.flagged, chosen, "above") if tally.flagged >= min_deals else None
+        if severity:
+            graded.append((tally, severity))
+    samples = worst_deals(warehouse, deals, [t.owner_id for t, _ in graded], max_samples)
+    return tuple(
+        make_finding(
+            rule,
+            now,
+            subject=Subject("rep", t.owner_id, t.name, t.team),
+            severity=severity,
+            value=t.flagged,
+            baseline=baseline,
+            sample_size=t.open_deals,
+            unit="count",
+            explanation=explain(t),
+            samples=tuple(samples.get(t.owner_id, ())),
+            details={
+                "flagged_deals": t.flagged,
+                "open_deals": t.open_deals,
+                "flagged_amount": round(t.flagged_amount, 2),
+                "worst_days": round(t.worst_days, 1),
+            },
+        )
+        for t, severity in graded
+    )

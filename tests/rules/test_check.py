@@ -1,0 +1,121 @@
+"""evaluate_rules on real SQLite and PostgreSQL: one snapshot, read-only, a failing rule isolated."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import Engine, func, insert, select
+
+from models.settings import CompanySettings
+from models.tables import opportunities, reps
+from rules.check import evaluate_rules
+from rules.findings import Evaluation
+from rules.model import Rule, Warehouse
+from rules.testdata import DataIn, write_data
+from tests.rules.toy_kinds import TOY_KINDS
+
+AT = datetime(2026, 3, 16, 9, tzinfo=UTC)
+COMPANY = CompanySettings()
+DATA = DataIn.model_validate(
+    {
+        "reps": [{"name": "Ana", "team": "West"}, {"name": "Bo", "team": "East"}],
+        "deals": [
+            {"name": "A", "owner": "Ana", "amount": 100, "path": [["Prospecting", -20]], "count": 3},
+            {"name": "B", "owner": "Bo", "amount": 100, "path": [["Prospecting", -20], ["Closed Won", -2]]},
+            {"name": "Future", "owner": "Bo", "amount": 100, "path": [["Prospecting", 5]], "count": 3},
+        ],
+    }
+)
+
+
+def rule(rule_id: str, kind: str, **fields) -> Rule:
+    return Rule.model_validate({"id": rule_id, "kind": kind, **fields})
+
+
+@pytest.fixture
+def company_warehouse(warehouse: Engine) -> Engine:
+    with warehouse.begin() as conn:
+        write_data(conn, DATA, AT, COMPANY)
+    return warehouse
+
+
+def test_findings_carry_the_rule_files_labels_summary_and_instant(company_warehouse: Engine) -> None:
+    rules = [
+        rule("many", "open_deals", severity={"warn": 2}, labels={"region": "emea"}, summary="{subject}: {value:.0f}"),
+        rule("off", "open_deals", severity={"warn": 0}, enabled=False),
+    ]
+    (evaluation,) = evaluate_rules(rules, company_warehouse, COMPANY, AT, kinds=TOY_KINDS)
+    assert (evaluation.rule_id, evaluation.as_of, evaluation.error) == ("many", AT, None)
+    (finding,) = evaluation.findings  # Bo's future deals are not open yet at AT
+    assert (finding.subject.name, finding.severity, finding.value) == ("Ana", "warn", 3.0)
+    assert finding.labels == {"region": "emea"}
+    assert finding.summary == "Ana: 3"
+    assert finding.evaluated_at == AT
+
+
+def test_a_failing_rule_gives_a_failed_evaluation_and_the_others_still_run(company_warehouse: Engine) -> None:
+    rules = [
+        rule("boom", "failing"),
+        rule("write", "writing"),
+        rule("many", "open_deals", severity={"warn": 1}),
+        rule("ghost", "no_such_kind"),
+    ]
+    evaluations = evaluate_rules(rules, company_warehouse, COMPANY, AT, kinds=TOY_KINDS)
+    assert [e.rule_id for e in evaluations] == ["boom", "write", "many", "ghost"]
+    boom, write, many, ghost = evaluations
+    assert boom.error == "ZeroDivisionError: the toy kind always fails (boom at 2026-03-16)"
+    assert write.error is not None
+    assert "read" in write.error.lower()  # read-only transaction / readonly database
+    assert many.error is None
+    assert [f.subject.name for f in many.findings] == ["Ana"]
+    assert ghost.error == "unknown kind 'no_such_kind'"
+    with company_warehouse.connect() as conn:
+        assert set(conn.execute(select(reps.c.name)).scalars()) == {"Ana", "Bo"}  # the write did not land
+
+
+class _SnapshotProbe:
+    """Counts deals, lets another connection commit a deal, counts again: both counts must agree."""
+
+    name: ClassVar[str] = "probe"
+    Params: ClassVar[type[BaseModel]] = BaseModel
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.counts: list[int] = []
+
+    def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
+        count = select(func.count()).select_from(opportunities)
+        self.counts.append(warehouse.conn.execute(count).scalar_one())
+        with self.engine.begin() as other:
+            other.execute(
+                insert(opportunities).values(
+                    id=f"salesforce:new-{len(self.counts)}",
+                    source="salesforce",
+                    external_id=f"new-{len(self.counts)}",
+                    pipeline="default",
+                    stage="Prospecting",
+                    is_closed=False,
+                    is_won=False,
+                    created_at=now,
+                    synced_at=now,
+                )
+            )
+        self.counts.append(warehouse.conn.execute(count).scalar_one())
+        return Evaluation(rule.id, self.name, now)
+
+
+def test_every_rule_of_a_check_reads_the_same_snapshot(company_warehouse: Engine) -> None:
+    probe = _SnapshotProbe(company_warehouse)
+    evaluate_rules([rule("p1", "probe"), rule("p2", "probe")], company_warehouse, COMPANY, AT, kinds={"probe": probe})
+    assert probe.counts == [7, 7, 7, 7]  # two deals committed meanwhile, seen by none of the reads
+    with company_warehouse.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(opportunities)).scalar_one() == 9
+
+
+def test_no_enabled_rule_reads_nothing_and_a_naive_instant_is_refused(warehouse: Engine) -> None:
+    assert evaluate_rules([rule("off", "failing", enabled=False)], warehouse, COMPANY, AT, kinds=TOY_KINDS) == []
+    with pytest.raises(ValueError, match="aware datetime"):
+        evaluate_rules([rule("x", "failing")], warehouse, COMPANY, datetime(2026, 1, 1), kinds=TOY_KINDS)  # noqa: DTZ001

@@ -1,0 +1,132 @@
+"""deal_no_activity and close_date_slipped on hand-made data: edge cases, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from models.settings import CompanySettings
+from rules.findings import Evaluation
+from rules.kinds import KINDS
+from rules.model import Rule, Scope, Warehouse
+from tests.rules.company_data import CompanyData
+
+NOW = datetime(2026, 3, 31, 21, 30, tzinfo=UTC)  # 23:30 in Berlin on the last day of a quarter
+
+
+def run(engine: Engine, kind: str, now: datetime = NOW, **rule: object) -> Evaluation:
+    with engine.connect() as conn:
+        company = CompanySettings(timezone="Europe/Berlin")
+        return KINDS[kind].evaluate(Rule(id="r", kind=kind, **rule), Warehouse(conn, company), now)
+
+
+def test_no_data_no_finding(warehouse: Engine) -> None:
+    for kind in ("deal_no_activity", "close_date_slipped"):
+        assert run(warehouse, kind).findings == ()
+
+
+def test_idle_deals_are_grouped_per_owner_with_the_worst_first(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana, ben = data.rep("Ana"), data.rep("Ben", team="Team B")
+        idle = data.deal(ana, [("Prospecting", -90)], activity_days=[-80, -30], amount=5000)
+        idler = data.deal(ana, [("Proposal", -90)], activity_days=[-45], amount=7000)
+        never = data.deal(ana, [("Prospecting", -25)])  # no activity since creation 25 days ago
+        data.deal(ana, [("Prospecting", -90)], activity_days=[-3])  # fresh
+        data.deal(ana, [("Prospecting", -10)])  # young, never touched: not yet idle
+        data.deal(ana, [("Prospecting", -90), ("Closed Lost", -40)], activity_days=[-60])  # closed
+        data.deal(ana, [("Prospecting", -90)], activity_days=[-60], deleted_days=-1)  # deleted
+        data.deal(ben, [("Prospecting", -90)], activity_days=[-2])
+    (finding,) = run(warehouse, "deal_no_activity").findings
+    assert finding.subject.id == ana
+    assert finding.subject.team == "Team A"
+    assert (finding.value, finding.sample_size, finding.severity) == (3, 5, "warn")
+    assert [s.id for s in finding.samples] == [idler, idle, never]
+    assert finding.samples[0].days == pytest.approx(45, abs=0.1)
+    assert finding.details["flagged_amount"] == 5000 + 7000 + 10_000
+    assert finding.labels == {"team": "Team A"}
+    assert "Ana has 3 open deals (of 5)" in finding.explanation
+
+
+def test_a_deal_deleted_after_the_instant_still_counted_then(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana = data.rep("Ana")
+        data.deal(ana, [("Prospecting", -90)], activity_days=[-60], deleted_days=-1)
+    assert run(warehouse, "deal_no_activity").findings == ()
+    (then,) = run(warehouse, "deal_no_activity", now=data.at(-2)).findings
+    assert then.value == 1
+
+
+def test_a_reopened_deal_counts_again(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana = data.rep("Ana")
+        data.deal(ana, [("Prospecting", -90), ("Closed Lost", -60), ("Qualification", -30)], activity_days=[-61])
+    assert run(warehouse, "deal_no_activity", now=data.at(-45)).findings == ()  # closed then
+    (finding,) = run(warehouse, "deal_no_activity").findings
+    assert finding.value == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "severity", "scope", "flagged"),
+    [
+        ({}, None, Scope(), 6),
+        ({"min_amount": 20_000}, None, Scope(), 1),
+        ({"stages": ["proposal"]}, None, Scope(), 2),
+        ({"days": 50}, None, Scope(), 0),
+        ({"min_deals": 7}, None, Scope(), 0),
+        ({}, {"warn": 10}, Scope(), 0),
+        ({}, None, Scope(exclude_teams=("Team A",)), 0),
+    ],
+)
+def test_filters_tiers_and_scope(
+    warehouse: Engine, params: dict, severity: dict | None, scope: Scope, flagged: int
+) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana = data.rep("Ana")
+        for i in range(4):
+            data.deal(ana, [("Prospecting", -90)], activity_days=[-30 - i])
+        data.deal(ana, [("Prospecting", -90), ("Proposal", -60)], activity_days=[-40])
+        data.deal(ana, [("Prospecting", -90), ("Proposal", -60)], activity_days=[-40], amount=25_000)
+    rule: dict = {"params": params, "scope": scope}
+    if severity:
+        rule["severity"] = severity
+    findings = run(warehouse, "deal_no_activity", **rule).findings
+    assert sum(f.value for f in findings) == flagged
+    if flagged >= 5:
+        assert findings[0].severity == "critical"
+
+
+def test_close_dates_pushed_three_times_flag_the_deal(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana = data.rep("Ana")
+        pushed = data.deal(
+            ana,
+            [("Prospecting", -200)],
+            close_dates=[(-150, date(2026, 1, 1)), (-100, date(2026, 2, 1)), (-50, date(2026, 5, 1))],
+        )
+        # two pushes and a pull-in: not a slip pattern
+        data.deal(
+            ana,
+            [("Prospecting", -200)],
+            close_dates=[(-150, date(2026, 1, 1)), (-100, date(2025, 12, 1)), (-50, date(2026, 5, 1))],
+        )
+        # three pushes, but closed since
+        data.deal(
+            ana,
+            [("Prospecting", -200), ("Closed Won", -10)],
+            close_dates=[(-150, date(2026, 1, 1)), (-100, date(2026, 2, 1)), (-50, date(2026, 5, 1))],
+        )
+    (finding,) = run(warehouse, "close_date_slipped").findings
+    assert (finding.value, finding.baseline, finding.sample_size) == (1, 3, 2)
+    assert [s.id for s in finding.samples] == [pushed]
+    first = data.at(-200).date() + timedelta(days=60)  # the builder's first close date
+    assert finding.samples[0].days == (date(2026, 5, 1) - first).days
+    # as of before the third push, the deal had slipped twice only
+    assert run(warehouse, "close_date_slipped", now=data.at(-60)).findings == ()
+    assert run(warehouse, "close_date_slipped", params={"min_pushes": 2}, now=data.at(-60)).findings != ()
