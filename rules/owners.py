@@ -16,6 +16,7 @@ from sqlalchemy import Subquery, and_, func, select
 from models.tables import reps
 from rules.findings import Finding, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
+from rules.stage_label import stage_label
 from rules.verdicts import grade, make_finding, tiers
 
 
@@ -57,20 +58,28 @@ def owner_tallies(warehouse: Warehouse, deals: Subquery) -> list[OwnerTally]:
 
 
 def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit: int) -> dict[str, list[SampleRecord]]:
-    """The ``limit`` flagged deals with the most ``days`` per owner (a window function: never all rows)."""
+    """The ``limit`` flagged deals with the most ``days`` per owner (a window function: never all rows).
+
+    ``deals`` has the columns of a sample (id, owner_id, name, amount_reporting, source, pipeline,
+    stage, days, crm_url) and ``flagged``.
+    """
     if not owners or limit <= 0:
         return {}
     rank = (
         func.row_number().over(partition_by=deals.c.owner_id, order_by=(deals.c.days.desc(), deals.c.id)).label("rank")
     )
     ranked = (
-        select(deals.c.id, deals.c.owner_id, deals.c.name, deals.c.amount_reporting, deals.c.stage, deals.c.days,
-               deals.c.crm_url, rank)
+        select(deals.c.id, deals.c.owner_id, deals.c.name, deals.c.amount_reporting, deals.c.source,
+               deals.c.pipeline, deals.c.stage, deals.c.days, deals.c.crm_url, rank)
         .where(and_(deals.c.flagged == 1, deals.c.owner_id.in_(owners)))
         .subquery()
     )  # fmt: skip
     rows = warehouse.conn.execute(
-        select(ranked, reps.c.name.label("owner_name"))
+        select(
+            ranked,
+            reps.c.name.label("owner_name"),
+            stage_label(ranked.c.source, ranked.c.pipeline, ranked.c.stage).label("stage_label"),
+        )
         .join_from(ranked, reps, reps.c.id == ranked.c.owner_id)
         .where(ranked.c.rank <= limit)
         .order_by(ranked.c.owner_id, ranked.c.rank)
@@ -83,7 +92,7 @@ def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit:
                 name=r["name"] or r["id"],
                 amount=None if r["amount_reporting"] is None else float(r["amount_reporting"]),
                 owner=r["owner_name"],
-                stage=r["stage"],
+                stage=r["stage_label"],
                 days=None if r["days"] is None else round(float(r["days"]), 1),
                 url=r["crm_url"],
             )

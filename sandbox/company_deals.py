@@ -376,7 +376,7 @@ def _close_dates(deal: Deal, planted: bool, window: Window, rng: Rng) -> tuple[i
     stage change or push, so every open deal ends on its forecast."""
     created_day = deal.created // DAY_MS
     if planted:
-        return _planted_pushes(created_day, window, rng)
+        return _planted_pushes(created_day, deal.forecast, window, rng)
     closed = deal.last_moment if deal.closed else None
     forecast = None if deal.closed else deal.forecast
     expected, rows = created_day + rng.randint(30, 90), []
@@ -401,13 +401,17 @@ def _close_dates(deal: Deal, planted: bool, window: Window, rng: Rng) -> tuple[i
     return expected, rows
 
 
-def _planted_pushes(created_day: int, window: Window, rng: Rng) -> tuple[int, list[tuple[int, int, int]]]:
+def _planted_pushes(
+    created_day: int, forecast: int, window: Window, rng: Rng
+) -> tuple[int, list[tuple[int, int, int]]]:
+    """3-5 pushes, each to a day already past by the next; the last to the deal's forecast (a
+    week out at the least), so it counts in the quarter its rep's pipeline was sized for."""
     first = created_day + 7
     span = window.anchor_day - 1 - first
     count = min(rng.randint(3, 5), span // 12)
     day = first + rng.randint(0, span // (count + 1))
     step = (window.anchor_day - 1 - day) // count
-    days = [day + i * step for i in range(count)] + [window.anchor_day + rng.randint(7, 45)]
+    days = [day + i * step for i in range(count)] + [max(forecast, window.anchor_day + 7)]
     rows = [(days[i], days[i + 1], business_moment(workday(days[i] + 1), rng)) for i in range(count)]
     return days[-1], rows
 

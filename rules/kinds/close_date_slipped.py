@@ -59,6 +59,8 @@ class CloseDateSlipped:
                 d.c.owner_id,
                 d.c.name,
                 d.c.amount_reporting,
+                d.c.source,
+                d.c.pipeline,
                 d.c.stage,
                 d.c.crm_url,
                 dates_apart(pushes.c.first_date, pushes.c.last_date).label("days"),

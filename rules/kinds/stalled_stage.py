@@ -35,6 +35,7 @@ from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
 from rules.scoping import deal_condition
 from rules.sqltime import days_between, whole_days_between
+from rules.stage_label import stage_label
 from rules.verdicts import KindParams, grade, make_finding, plural, tiers
 
 
@@ -231,7 +232,8 @@ class StalledStage:
             return ()
         source, pipeline, api_name = key
         rows = warehouse.conn.execute(
-            select(d.c.id, d.c.name, d.c.amount_reporting, d.c.stage, d.c.crm_url, reps.c.name.label("owner"),
+            select(d.c.id, d.c.name, d.c.amount_reporting, d.c.crm_url,
+                   stage_label(d.c.source, d.c.pipeline, d.c.stage).label("stage"), reps.c.name.label("owner"),
                    days_between(d.c.stage_entered_at, now).label("days"))
             .join_from(d, reps, reps.c.id == d.c.owner_id)
             .where(deal_condition(rule.scope, d, reps), d.c.source == source, d.c.pipeline == pipeline,
