@@ -17,6 +17,7 @@ from models.tables import reps
 from rules.findings import Finding, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.verdicts import deal_sample, grade, make_finding, tiers
+from rules.stage_label import stage_label
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,20 @@ def owner_tallies(warehouse: Warehouse, deals: Subquery) -> list[OwnerTally]:
 
 
 def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit: int) -> dict[str, list[SampleRecord]]:
-    """The ``limit`` flagged deals with the most ``days`` per owner (a window function: never all rows)."""
+    """The ``limit`` flagged deals with the most ``days`` per owner (a window function: never all rows).
+
+    ``deals`` has the columns of a sample (id, owner_id, name, amount_reporting, source, pipeline,
+    stage, days, crm_url) and ``flagged``.
+    """
     if not owners or limit <= 0:
         return {}
     rank = (
         func.row_number().over(partition_by=deals.c.owner_id, order_by=(deals.c.days.desc(), deals.c.id)).label("rank")
     )
     ranked = (
-        select(deals.c.id, deals.c.owner_id, deals.c.name, deals.c.amount_reporting, deals.c.stage, deals.c.days,
-               deals.c.crm_url, rank)
+        select(deals.c.id, deals.c.owner_id, deals.c.name, deals.c.amount_reporting, deals.c.source,
+               deals.c.pipeline, stage_label(deals.c.source, deals.c.pipeline, deals.c.stage).label("stage"),
+               deals.c.days, deals.c.crm_url, rank)
         .where(and_(deals.c.flagged == 1, deals.c.owner_id.in_(owners)))
         .subquery()
     )  # fmt: skip

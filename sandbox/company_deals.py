@@ -69,12 +69,26 @@ QUARTER_END_RUSH = 0.5  # share of wins due in a quarter's last month that wait 
 AMOUNT_REVISED = 0.12  # share of deals whose amount changed once
 FRESH_ACTIVITY_DAYS = 14  # every healthy open deal has an activity this recent
 STALE_MIN_DAYS, STALE_MAX_DAYS = 24, 60
+PIPELINE_STRETCH = 2.0  # the most an open deal's amount is scaled to size the quarter's pipeline
 
 
 class Deal:
     """A deal while its rep is being generated; ``events`` are (stage index, ms), the first at creation."""
 
-    __slots__ = ("amount", "amount_was", "created", "events", "id", "junk", "lead_id", "name", "pipeline", "seq")
+    __slots__ = (
+        "amount",
+        "amount_was",
+        "created",
+        "due",
+        "events",
+        "forecast",
+        "id",
+        "junk",
+        "lead_id",
+        "name",
+        "pipeline",
+        "seq",
+    )
 
     def __init__(self, seq: int, deal_id: str, pipeline: Pipeline, created: int, name: str, lead_id: str | None):
         self.seq = seq
@@ -87,6 +101,8 @@ class Deal:
         self.amount = 0
         self.amount_was = 0.0  # ratio of the first amount to the final one; 0 = never revised
         self.junk = False  # part of a planted surge of poor prospects (see sandbox.planted)
+        self.due = 0  # an open deal's next stage decision, after the anchor (0 = none simulated)
+        self.forecast = 0  # an open deal's close date (day number): when it would be won, see forecast_day
 
     @property
     def closed(self) -> bool:
@@ -133,6 +149,9 @@ def write_rep_deals(job: RepJob, plan: Plan, window: Window, seed: int, sink: Si
     rng = Rng(f"{seed}:deals:{job.rep.id}")
     rep = job.rep
     deals = _make_deals(job, plan, window, rng)
+    for deal in deals:
+        if not deal.closed:
+            deal.forecast = forecast_day(deal, window)
     _shape_quarter(deals, job.quota, plan.role(rep.id), window, rng)
     result = RepResult()
     open_deals = [d for d in deals if not d.closed]
@@ -221,6 +240,8 @@ def _simulate(deals: list[Deal], tunings: dict[str, Tuning], window: Window, rng
         moment = _after(since, days, rng)
         if moment <= window.end_ms:
             heapq.heappush(due, (moment, deal.seq, i))
+        else:
+            deal.due = moment
 
     for deal in sorted(deals, key=lambda d: (d.created, d.seq)):
         dwell(deal, 0, deal.created)
@@ -239,6 +260,8 @@ def _simulate(deals: list[Deal], tunings: dict[str, Tuning], window: Window, rng
             t = _quarter_end_rush(t, rng)
             if t <= window.end_ms:
                 deal.events.append((pipeline.won, t))
+            else:
+                deal.due = t
         else:
             deal.events.append((i + 1, t))
             dwell(deal, i + 1, t)
@@ -260,7 +283,8 @@ def _quarter_end_rush(t: int, rng: Rng) -> int:
 # -- this quarter ----------------------------------------------------------------------------------
 def _shape_quarter(deals: list[Deal], quota: int, role: str, window: Window, rng: Rng) -> None:
     low, high = ROLE_RATIOS[role]
-    target = rng.uniform(low, high) * quota * window.elapsed_days / window.quarter_days
+    ratio = rng.uniform(low, high)
+    target = ratio * quota * window.elapsed_days / window.quarter_days
     wins = [d for d in deals if d.won and d.last_moment >= window.quarter_start_ms]
     if not wins and role != "behind":
         forced = _force_win(deals, window, rng)
@@ -268,6 +292,39 @@ def _shape_quarter(deals: list[Deal], quota: int, role: str, window: Window, rng
     total = sum(d.amount for d in wins)
     for deal in wins:
         deal.amount = max(1, round(deal.amount * target / total))
+    _shape_pipeline(deals, ratio * quota * (1 - window.elapsed_days / window.quarter_days), window, rng)
+
+
+def win_chance(deal: Deal) -> float:
+    """The funnel's chance that an open deal is won: the advance rates of its stage and those after."""
+    return math.prod(s.advance for s in deal.pipeline.stages[deal.events[-1][0] : deal.pipeline.open_count])
+
+
+def _shape_pipeline(deals: list[Deal], remaining: float, window: Window, rng: Rng) -> None:
+    """Size the open pipeline closing this quarter so that, weighted by the funnel's win chances,
+    it is what the rep is due to win in the rest of the quarter at the pace planted so far.
+
+    A healthy rep on pace is then projected near quota, as in a company whose quotas were set
+    from its pipeline. A thin pipeline is first filled with the rep's most advanced later deals
+    (a rep pulls deals in) until it covers at least 1 / ``PIPELINE_STRETCH`` of what is due, so
+    amounts are stretched at most that much while the rep has deals to pull in.
+    """
+    last_day = day_number(window.quarter_end)
+    if window.anchor_day >= last_day or remaining <= 0:
+        return
+    open_deals = sorted(
+        (d for d in deals if not d.closed and not d.junk), key=lambda d: (-d.events[-1][0], d.forecast, d.seq)
+    )
+    inside = [d for d in open_deals if d.forecast <= last_day]
+    later = [d for d in open_deals if d.forecast > last_day]
+    weighted = sum(d.amount * win_chance(d) for d in inside)
+    while later and weighted * PIPELINE_STRETCH < remaining:
+        deal = later.pop(0)
+        deal.forecast = rng.randint(window.anchor_day + 1, last_day)
+        inside.append(deal)
+        weighted += deal.amount * win_chance(deal)
+    for deal in inside:
+        deal.amount = max(1, round(deal.amount * remaining / weighted))
 
 
 def _force_win(deals: list[Deal], window: Window, rng: Rng) -> Deal | None:
@@ -298,37 +355,63 @@ def _force_win(deals: list[Deal], window: Window, rng: Rng) -> Deal | None:
 
 
 # -- writing ----------------------------------------------------------------------------------------
+def forecast_day(deal: Deal, window: Window) -> int:
+    """The day an open deal would be won if it moved on at every stage: its rep's forecast.
+
+    Its next decision as simulated (after the anchor), then the median dwell of each later
+    open stage. A close date here puts a deal in the period it would close in, so the open
+    pipeline of a quarter holds the deals that can still be won in it, as in a real CRM.
+    """
+    stage = deal.events[-1][0]
+    moment = deal.due or window.end_ms + int(deal.pipeline.stages[stage].dwell_days * DAY_MS)
+    later = sum(s.dwell_days for s in deal.pipeline.stages[stage + 1 : deal.pipeline.open_count])
+    return (moment + int(later * DAY_MS)) // DAY_MS
+
+
 def _close_dates(deal: Deal, planted: bool, window: Window, rng: Rng) -> tuple[int, list[tuple[int, int, int]]]:
     """The final close day and the (old day, new day, ms) changes that led to it: at most two
-    pushes, the second past the deal's real end, unless ``planted`` (3-5 pushes)."""
+    pushes, unless ``planted`` (3-5 pushes). A closed deal's second push moves past its real
+    end, then the date lands on that end. An open deal's pushes past the anchor go to its
+    forecast (:func:`forecast_day`); a first guess still ahead is re-forecast once at the last
+    stage change or push, so every open deal ends on its forecast."""
     created_day = deal.created // DAY_MS
     if planted:
-        return _planted_pushes(created_day, window, rng)
+        return _planted_pushes(created_day, deal.forecast, window, rng)
     closed = deal.last_moment if deal.closed else None
+    forecast = None if deal.closed else deal.forecast
     expected, rows = created_day + rng.randint(30, 90), []
     while len(rows) < 2:
         at = business_moment(workday(expected + 1), rng)
         if at > window.end_ms or (closed is not None and at >= closed):
             break
         later = expected + rng.randint(14, 45)
-        if rows:  # a second push is the last: it moves past the real end
-            floor = closed // DAY_MS if closed is not None else window.anchor_day + 7
-            later = max(later, floor + rng.randint(0, 30))
+        if closed is not None and rows:  # a second push is the last: it moves past the real end
+            later = max(later, closed // DAY_MS + rng.randint(0, 30))
+        elif forecast is not None and (rows or later > window.anchor_day):
+            later = forecast
         rows.append((expected, later, at))
         expected = later
     if closed is not None and closed // DAY_MS != expected:
         rows.append((expected, closed // DAY_MS, closed))
         expected = closed // DAY_MS
+    if forecast is not None and forecast != expected:
+        since = max(deal.last_moment, rows[-1][2] if rows else deal.created)
+        rows.append((expected, forecast, min(window.end_ms, since + rng.randint(1, 120) * MINUTE_MS)))
+        expected = forecast
     return expected, rows
 
 
-def _planted_pushes(created_day: int, window: Window, rng: Rng) -> tuple[int, list[tuple[int, int, int]]]:
+def _planted_pushes(
+    created_day: int, forecast: int, window: Window, rng: Rng
+) -> tuple[int, list[tuple[int, int, int]]]:
+    """3-5 pushes, each to a day already past by the next; the last to the deal's forecast (a
+    week out at the least), so it counts in the quarter its rep's pipeline was sized for."""
     first = created_day + 7
     span = window.anchor_day - 1 - first
     count = min(rng.randint(3, 5), span // 12)
     day = first + rng.randint(0, span // (count + 1))
     step = (window.anchor_day - 1 - day) // count
-    days = [day + i * step for i in range(count)] + [window.anchor_day + rng.randint(7, 45)]
+    days = [day + i * step for i in range(count)] + [max(forecast, window.anchor_day + 7)]
     rows = [(days[i], days[i + 1], business_moment(workday(days[i] + 1), rng)) for i in range(count)]
     return days[-1], rows
 

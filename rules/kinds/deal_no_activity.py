@@ -57,6 +57,8 @@ class DealNoActivity:
                 d.c.owner_id,
                 d.c.name,
                 d.c.amount_reporting,
+                d.c.source,
+                d.c.pipeline,
                 d.c.stage,
                 d.c.crm_url,
                 days_between(touched, now).label("days"),

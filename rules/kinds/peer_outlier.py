@@ -41,6 +41,7 @@ from rules.attainment import RepInfo, closed_in, deal_scope, load_reps, quota_by
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, local_day, period_of
+from rules.stage_label import stage_label
 from rules.verdicts import KindParams, grade, make_finding, plural, tiers
 
 Metric = Literal["won_amount", "win_rate", "activities", "pipeline_created", "avg_deal_size"]
@@ -272,7 +273,8 @@ class PeerOutlier:
         else:
             where = [o.is_won.is_(True), o.close_date >= first, o.close_date <= last]
         rows = warehouse.conn.execute(
-            select(o.id, o.name, o.amount_reporting, o.stage, o.crm_url)
+            select(o.id, o.name, o.amount_reporting, stage_label(o.source, o.pipeline, o.stage).label("stage"))
+            .add_columns(o.crm_url)
             .where(o.owner_id == rep.id, o.deleted_at.is_(None), *where)
             .order_by(o.amount_reporting.desc(), o.id)
             .limit(params.max_samples)

@@ -43,6 +43,7 @@ from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Su
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, period_of
 from rules.verdicts import grade, make_finding, plural, tiers
+from rules.stage_label import stage_label
 
 
 class Params(MeasureParams):
@@ -270,7 +271,8 @@ class _Judge:
         if won:
             o = opportunities.c
             rows = self.warehouse.conn.execute(
-                select(o.id, o.name, o.amount_reporting, o.stage, o.crm_url)
+                select(o.id, o.name, o.amount_reporting, stage_label(o.source, o.pipeline, o.stage).label("stage"))
+                .add_columns(o.crm_url)
                 .where(
                     o.owner_id == rep.id,
                     o.is_won.is_(True),
@@ -284,7 +286,8 @@ class _Judge:
         else:
             d = open_deals_at(self.now).c
             rows = self.warehouse.conn.execute(
-                select(d.id, d.name, d.amount_reporting, d.stage, d.crm_url)
+                select(d.id, d.name, d.amount_reporting, stage_label(d.source, d.pipeline, d.stage).label("stage"))
+                .add_columns(d.crm_url)
                 .where(d.owner_id == rep.id, d.close_date >= self.period.start, d.close_date <= self.period.end)
                 .order_by(d.amount_reporting.desc(), d.id)
                 .limit(limit)

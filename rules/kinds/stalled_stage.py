@@ -37,6 +37,7 @@ from rules.names import NameOf
 from rules.scoping import deal_condition
 from rules.sqltime import days_between, whole_days_between
 from rules.verdicts import KindParams, deal_sample, grade, make_finding, plural, tiers
+from rules.stage_label import stage_label
 
 
 class Params(KindParams):
@@ -240,7 +241,8 @@ class StalledStage:
             return ()
         source, pipeline, api_name = key
         rows = warehouse.conn.execute(
-            select(d.c.id, d.c.name, d.c.amount_reporting, d.c.stage, d.c.crm_url, reps.c.name.label("owner"),
+            select(d.c.id, d.c.name, d.c.amount_reporting, d.c.crm_url,
+                   stage_label(d.c.source, d.c.pipeline, d.c.stage).label("stage"), reps.c.name.label("owner"),
                    days_between(d.c.stage_entered_at, now).label("days"))
             .join_from(d, reps, reps.c.id == d.c.owner_id)
             .where(deal_condition(rule.scope, d, reps), d.c.source == source, d.c.pipeline == pipeline,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, literal, select, update
 
 from models.settings import CompanySettings
+from models.tables import stages
 from rules.findings import Evaluation
 from rules.kinds import KINDS
 from rules.model import Rule, Scope, Warehouse
+from rules.stage_label import stage_label
 from tests.rules.company_data import CompanyData
 
 NOW = datetime(2026, 3, 31, 21, 30, tzinfo=UTC)  # 23:30 in Berlin on the last day of a quarter
@@ -130,3 +132,39 @@ def test_close_dates_pushed_three_times_flag_the_deal(warehouse: Engine) -> None
     # as of before the third push, the deal had slipped twice only
     assert run(warehouse, "close_date_slipped", now=data.at(-60)).findings == ()
     assert run(warehouse, "close_date_slipped", params={"min_pushes": 2}, now=data.at(-60)).findings != ()
+
+
+def _label_proposal(conn, pipeline: str) -> None:
+    conn.execute(
+        update(stages)
+        .where(stages.c.source == "hubspot", stages.c.pipeline == pipeline, stages.c.api_name == "Proposal")
+        .values(label=f"Decision Maker Bought-In ({pipeline})")
+    )
+
+
+@pytest.mark.parametrize("kind", ["deal_no_activity", "close_date_slipped"])
+def test_samples_show_the_stage_label_not_the_crm_id(warehouse: Engine, kind: str) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW, source="hubspot")  # HubSpot's stage value is an id; stages has the label
+        ana = data.rep("Ana")
+        for pipeline in ("default", "renewals"):  # same stage value, other pipeline: its own label
+            data.pipeline(pipeline)
+            _label_proposal(conn, pipeline)
+            data.deal(
+                ana,
+                [("Proposal", -200)],
+                pipeline=pipeline,
+                activity_days=[-60],
+                close_dates=[(-150, date(2026, 1, 1)), (-100, date(2026, 2, 1)), (-50, date(2026, 5, 1))],
+            )
+    findings = run(warehouse, kind).findings
+    assert sorted(s.stage for f in findings for s in f.samples) == [
+        "Decision Maker Bought-In (default)",
+        "Decision Maker Bought-In (renewals)",
+    ]
+
+
+def test_a_stage_the_warehouse_does_not_know_shows_as_stored(warehouse: Engine) -> None:
+    with warehouse.connect() as conn:
+        got = conn.execute(select(stage_label(literal("hubspot"), literal("default"), literal("1190099")))).scalar_one()
+    assert got == "1190099"

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from rules.attainment import measure_period
 from rules.check import evaluate_rules
 from rules.findings import Evaluation, Finding
 from rules.loader import load_rules
+from rules.model import Warehouse
+from rules.periods import period_of
 from tests.conftest import PG_SKIP, PG_URL
 from tests.rules.sandbox_company import Case, Synced, synced_company
 
@@ -86,6 +89,29 @@ def test_the_pack_finds_exactly_the_planted_reps(synced: Synced) -> None:
         assert finding.severity == ("critical" if role == "behind" else "warn")
         assert finding.subject.team
         assert finding.explanation.startswith(finding.subject.name)
+
+
+def test_healthy_reps_are_projected_near_quota(synced: Synced) -> None:
+    """A rep the ground truth puts at 75-130 % of pace is projected to end the quarter at 50-200 %
+    of quota, and the 80 % interval reaches that band (the sandbox's open pipeline once put
+    every open deal in the quarter: projections of 200-300 % for reps on pace)."""
+    want = planted(synced)
+    with synced.engine.connect() as conn:
+        warehouse = Warehouse(conn, synced.company)
+        period = period_of("quarter", synced.now, synced.company)
+        standings = measure_period(
+            warehouse, period, synced.now, scope=PACK[0].scope, ramp_days=90, win_rate_days=365, min_history=20
+        )
+    off = {}
+    for rep, m in standings.reps.values():
+        if rep.id in want or not m.target:
+            continue
+        low, high = m.projected_interval()
+        projected = m.projected / m.target
+        if not (0.5 <= projected <= 2.0 and low / m.target <= 2.0 and high / m.target >= 0.5):
+            off[rep.name] = (round(low / m.target, 2), round(projected, 2), round(high / m.target, 2))
+    assert len([r for r, m in standings.reps.values() if r.id not in want and m.target]) >= 5
+    assert off == {}
 
 
 def test_both_crms_carry_planted_reps(synced: Synced) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import statistics
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -621,3 +622,38 @@ def test_command_line_generates_and_reports(tmp_path, capsys) -> None:
     assert (tmp_path / "company.sqlite").exists()
     assert (tmp_path / "quotas.csv").exists()
     assert main(["--scale", "small", "--out", str(tmp_path)]) == 2
+
+
+def _projected_attainment(store: Store, truth: GroundTruth) -> dict[str, float]:
+    """Per rep email: (won this quarter + open deals closing in it, each weighted by its stage's
+    true win rate, the product of the advance rates from there on) over the quarter's file quota."""
+    period = truth.period
+    with (store.path.parent / "quotas.csv").open(newline="") as handle:
+        quotas = {r["rep_email"]: r for r in csv.DictReader(handle) if r["period_start"] == period["quarter_start"]}
+    win_rate = {
+        (p.crm, p.id, s.key): math.prod(t.advance for t in p.stages[i : p.open_count])
+        for p in PIPELINES
+        for i, s in enumerate(p.stages[: p.open_count])
+    }
+    totals: dict[str, float] = {}
+    rows = store.connect().execute(
+        "SELECT u.email, d.crm, d.pipeline_id, d.stage_id, d.is_won, d.is_closed, CAST(d.amount AS REAL) FROM deals d "
+        "JOIN users u ON u.crm = d.crm AND u.id = d.owner_id WHERE d.close_date BETWEEN ? AND ?",
+        (period["quarter_start"], period["quarter_end"]),
+    )
+    for email, crm, pipeline, stage, won, closed, amount in rows:
+        weight = float(won) if closed else win_rate.get((crm, pipeline, stage), 0.0)
+        totals[email] = totals.get(email, 0.0) + amount * weight
+    return {email: totals.get(email, 0.0) / float(q["amount"]) for email, q in quotas.items()}
+
+
+@pytest.mark.parametrize(("seed", "anchor"), [(7, ANCHOR), (11, date(2026, 11, 20)), (5, date(2027, 1, 15))])
+def test_open_pipeline_closing_this_quarter_is_what_can_still_be_won_in_it(tmp_path, seed, anchor) -> None:
+    """An open deal's close date is when it would be won, so a healthy rep's won + open pipeline
+    weighted by the true stage win rates lands near quota (it was 2-3x quota when every open deal,
+    even one just prospected, carried a close date a few weeks out)."""
+    store, truth = _generate(tmp_path, seed=seed, anchor=anchor, problems=set())
+    projected = _projected_attainment(store, truth)
+    assert projected
+    assert {email: round(v, 2) for email, v in projected.items() if not 0.6 <= v <= 1.6} == {}
+    assert 0.8 <= statistics.median(projected.values()) <= 1.25
