@@ -154,6 +154,8 @@ opportunities = Table(
     Index(None, "updated_at"),
     Index(None, "synced_at"),  # what a sync touched: derived columns are refreshed for those rows only
     Index(None, "stage_entered_at"),  # deals whose stage changed after an as-of instant (rules/asof.py)
+    # what a stage change needs of its deal, without reading the wide row (history rules)
+    Index("ix_opportunities_history_keys", "id", "source", "pipeline", "owner_id", "created_at", "deleted_at"),
     comment="Deals (Salesforce Opportunity, HubSpot deal).",
 )
 
@@ -168,6 +170,10 @@ stage_changes = Table(
     Column("synced_at", UTCDateTime(), nullable=False),
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
+    # each change after the one before it on the deal, read in order from the index (time in stage)
+    Index(None, "opportunity_id", "changed_at", "id", "from_stage"),
+    # a trailing window's moves from the index alone (stage conversion)
+    Index(None, "changed_at", "opportunity_id", "from_stage", "to_stage"),
     comment="Every stage move of every deal.",
 )
 
