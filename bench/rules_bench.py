@@ -4,7 +4,8 @@
 
 For each scale, the sandbox company (seed 1, anchored on a fixed day) is synced once with
 ``service.py sync`` into the first database's warehouse and copied into the others (kept under
-``var/bench/rules`` and in the PostgreSQL schema ``bench_rules_<scale>``, reused by later runs). Then, in the same run:
+``var/bench/rules`` and in the PostgreSQL schema ``bench_rules_<scale>``, reused by later runs;
+``--pg-schema-prefix`` keeps a branch's PostgreSQL copy apart). Then, in the same run:
 
 - **pack**: every rule of ``rules.d/`` evaluated as of the company's "today" with
   ``rules.check.evaluate_rules`` (one read snapshot), as ``check`` does: the first run (cold:
@@ -71,10 +72,10 @@ class Result:
     disagreements: list[str]
 
 
-def _url(scale: str, database: str) -> str:
+def _url(scale: str, database: str, schema_prefix: str = "bench_rules") -> str:
     if database == "sqlite":
         return f"sqlite:///{WORK / f'{scale}.db'}"
-    schema = f"bench_rules_{scale}"
+    schema = f"{schema_prefix}_{scale}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -202,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="medium")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--pg-schema-prefix",
+        default="bench_rules",
+        help="PostgreSQL schema (<prefix>_<scale>); the database is shared, the SQLite file is per checkout: "
+        "a branch with other migrations needs its own",
+    )
     args = parser.parse_args(argv)
     rules = load_rules([ROOT / "rules.d"]).rules
     WORK.mkdir(parents=True, exist_ok=True)
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             now = datetime.fromisoformat(box.truth.generator["anchor_end"].replace("Z", "+00:00"))
             first: str | None = None
             for database in args.databases.split(","):
-                url = _url(scale, database)
+                url = _url(scale, database, args.pg_schema_prefix)
                 loaded = _ensure_loaded(box, scale, database, url, first)
                 if loaded is not None:
                     how = "synced" if first is None else "copied from the first warehouse"

@@ -173,6 +173,8 @@ opportunities = Table(
     Index(None, "stage_entered_at"),  # deals whose stage changed after an as-of instant (rules/asof.py)
     Index(None, "is_closed", "close_date"),  # deals closed in a period, by close date (performance rules)
     Index(None, "deleted_at"),  # deals deleted by an instant (their stage moves leave the win rates)
+    # what a stage change needs of its deal, without reading the wide row (history rules)
+    Index("ix_opportunities_history_keys", "id", "source", "pipeline", "owner_id", "created_at", "deleted_at"),
     comment="Deals (Salesforce Opportunity, HubSpot deal).",
 )
 
@@ -189,6 +191,10 @@ stage_changes = Table(
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
     Index(None, "source", "from_stage", "to_stage", "changed_at"),  # moves per pair of stages (win rates)
+    # each change after the one before it on the deal, read in order from the index (time in stage)
+    Index(None, "opportunity_id", "changed_at", "id", "from_stage"),
+    # a trailing window's moves from the index alone (stage conversion)
+    Index(None, "changed_at", "opportunity_id", "from_stage", "to_stage"),
     comment="Every stage move of every deal.",
 )
 

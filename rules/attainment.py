@@ -260,6 +260,18 @@ def open_pipeline_by_rep(
     warehouse: Warehouse, period: Period, now: datetime, scope: Scope, rates: WinRates
 ) -> dict[str, OpenPipeline]:
     """Deals open at ``now`` (:func:`rules.asof.open_deals_at`) whose close date then lies in the period."""
+    rows = warehouse.shared(
+        ("open_pipeline", period, now, scope), lambda: _open_pipeline_rows(warehouse, period, now, scope)
+    )
+    out: dict[str, OpenPipeline] = defaultdict(OpenPipeline)
+    for owner, source, pipeline, stage, n, total, squares in rows:
+        p = rates.rate(source, pipeline, stage)
+        out[owner].add(OpenPipeline(int(n), float(total), float(total) * p, float(squares) * p * (1 - p)))
+    return dict(out)
+
+
+def _open_pipeline_rows(warehouse: Warehouse, period: Period, now: datetime, scope: Scope) -> list[tuple]:
+    """(owner, source, pipeline, stage, deals, amount, amount squared) of the open deals closing in the period."""
     deals = open_deals_at(now)
     d = deals.c
     amount = cast(d.amount_reporting, Float)
@@ -281,11 +293,7 @@ def open_pipeline_by_rep(
         )
         .group_by(d.owner_id, d.source, d.pipeline, d.stage)
     )
-    out: dict[str, OpenPipeline] = defaultdict(OpenPipeline)
-    for owner, source, pipeline, stage, n, total, squares in rows:
-        p = rates.rate(source, pipeline, stage)
-        out[owner].add(OpenPipeline(int(n), float(total), float(total) * p, float(squares) * p * (1 - p)))
-    return dict(out)
+    return [tuple(row) for row in rows]
 
 
 # -- putting it together --------------------------------------------------------------------------

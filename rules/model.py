@@ -7,9 +7,10 @@ routing) and the daemon (schedules): the field names below are stable. Kind-spec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
@@ -65,12 +66,24 @@ class Rule(BaseModel):
     send_resolved: bool = False
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
 class Warehouse:
     """What an evaluator may read: one connection (read-only use) and the company calendar."""
 
     conn: Connection
     company: CompanySettings
+    # Aggregates that several rules of one check read (stage win rates, open pipeline per rep),
+    # computed once per snapshot: a check reads one snapshot, so they cannot change in between.
+    memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def shared(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """``compute()``, or what it returned for the same ``key`` earlier in this check."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
 
 class Kind(Protocol):

@@ -16,8 +16,8 @@ from sqlalchemy import Subquery, and_, func, select
 from models.tables import reps
 from rules.findings import Finding, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
-from rules.verdicts import deal_sample, grade, make_finding, tiers
 from rules.stage_label import stage_label
+from rules.verdicts import deal_sample, grade, make_finding, tiers
 
 
 @dataclass(frozen=True)

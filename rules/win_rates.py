@@ -115,6 +115,11 @@ def _chain(
 
 
 def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
+    """Once per check: quota_attainment, pipeline_coverage and peer_outlier all weigh open deals with them."""
+    return warehouse.shared(("win_rates", now, days, min_history), lambda: _win_rates(warehouse, now, days, min_history))
+
+
+def _win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
     """Counts the moves of the ``days`` before ``now`` and solves the chain.
 
     One count per pair of stages of a pipeline, each a range of the (source, from_stage,

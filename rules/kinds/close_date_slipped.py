@@ -51,7 +51,11 @@ class CloseDateSlipped:
             select(d, select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"))
             .join_from(d, reps, reps.c.id == d.c.owner_id)
             .where(deal_condition(rule.scope, d, reps))
-            .subquery()
+            # Counted once per deal: PostgreSQL inlines a plain subquery and repeats the count for
+            # every later use of ``pushes`` (five per deal; 0.72 -> 0.42 s at 100k deals). SQLite
+            # gains nothing from materializing (measured), so it keeps the inlined plan.
+            .cte("counted")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         slipped = counted.c.pushes >= params.min_pushes
         moved = dates_apart(

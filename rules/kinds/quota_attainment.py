@@ -42,8 +42,8 @@ from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_si
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.periods import Period, period_of
-from rules.verdicts import grade, make_finding, plural, tiers
 from rules.stage_label import stage_label
+from rules.verdicts import grade, make_finding, plural, tiers
 
 
 class Params(MeasureParams):

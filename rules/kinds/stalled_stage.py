@@ -36,8 +36,8 @@ from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
 from rules.scoping import deal_condition
 from rules.sqltime import days_between, whole_days_between
-from rules.verdicts import KindParams, deal_sample, grade, make_finding, plural, tiers
 from rules.stage_label import stage_label
+from rules.verdicts import KindParams, deal_sample, grade, make_finding, plural, tiers
 
 
 class Params(KindParams):

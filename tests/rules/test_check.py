@@ -119,3 +119,45 @@ def test_no_enabled_rule_reads_nothing_and_a_naive_instant_is_refused(warehouse:
     assert evaluate_rules([rule("off", "failing", enabled=False)], warehouse, COMPANY, AT, kinds=TOY_KINDS) == []
     with pytest.raises(ValueError, match="aware datetime"):
         evaluate_rules([rule("x", "failing")], warehouse, COMPANY, datetime(2026, 1, 1), kinds=TOY_KINDS)  # noqa: DTZ001
+
+
+class _SharedProbe:
+    """Asks for one shared aggregate per evaluation and records how often it was computed."""
+
+    name: ClassVar[str] = "shared"
+    Params: ClassVar[type[BaseModel]] = BaseModel
+
+    def __init__(self) -> None:
+        self.computed = 0
+        self.seen: list[int] = []
+        self.jit: list[str] = []
+
+    def _compute(self) -> int:
+        self.computed += 1
+        return self.computed
+
+    def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
+        self.seen.append(warehouse.shared(("probe", now), self._compute))
+        if warehouse.conn.dialect.name == "postgresql":
+            self.jit.append(warehouse.conn.exec_driver_sql("SHOW jit").scalar_one())
+        return Evaluation(rule.id, self.name, now)
+
+
+def test_a_shared_aggregate_is_computed_once_per_check_and_again_in_the_next(warehouse: Engine) -> None:
+    probe = _SharedProbe()
+    rules = [rule("a", "shared"), rule("b", "shared"), rule("c", "shared")]
+    evaluate_rules(rules, warehouse, COMPANY, AT, kinds={"shared": probe})
+    evaluate_rules(rules[:1], warehouse, COMPANY, AT, kinds={"shared": probe})
+    assert probe.seen == [1, 1, 1, 2]  # a later check reads a later snapshot: computed anew
+
+
+def test_postgresql_checks_run_without_jit_and_leave_the_session_as_it_was(warehouse: Engine) -> None:
+    if warehouse.dialect.name != "postgresql":
+        pytest.skip("JIT is a PostgreSQL setting")
+    probe = _SharedProbe()
+    with warehouse.connect() as conn:
+        before = conn.exec_driver_sql("SHOW jit").scalar_one()
+    evaluate_rules([rule("a", "shared")], warehouse, COMPANY, AT, kinds={"shared": probe})
+    assert probe.jit == ["off"]
+    with warehouse.connect() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == before
