@@ -116,7 +116,8 @@ def _chain(
 
 def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
     """Once per check: quota_attainment, pipeline_coverage and peer_outlier all weigh open deals with them."""
-    return warehouse.shared(("win_rates", now, days, min_history), lambda: _win_rates(warehouse, now, days, min_history))
+    key = ("win_rates", now, days, min_history)
+    return warehouse.shared(key, lambda: _win_rates(warehouse, now, days, min_history))
 
 
 def _win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
