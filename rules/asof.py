@@ -48,8 +48,16 @@ OPEN_DEAL_COLUMNS = (
 
 
 def alive_at(table: FromClause, t: datetime) -> ColumnElement[bool]:
-    """Not deleted by ``t``: a record deleted later still counted then."""
-    return or_(table.c.deleted_at.is_(None), table.c.deleted_at > t)
+    """Not deleted by ``t`` (a record deleted later still counted then), and not stale.
+
+    A stale row (``quarantine_id`` set) is the last good version of a record whose newer CRM version
+    sits in quarantine (reassigned to an unknown owner, amount erased): it no longer says what the
+    CRM says, so no rule judges it until a valid version arrives (``status`` counts such rows).
+    """
+    alive = or_(table.c.deleted_at.is_(None), table.c.deleted_at > t)
+    if "quarantine_id" in table.c:
+        return and_(alive, table.c.quarantine_id.is_(None))
+    return alive
 
 
 def deal_exists_at(deal: FromClause, t: datetime) -> ColumnElement[bool]:

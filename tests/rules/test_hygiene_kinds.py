@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, literal, select, update
 
 from models.settings import CompanySettings
-from models.tables import stages
+from models.tables import opportunities, stages
 from rules.findings import Evaluation
 from rules.kinds import KINDS
 from rules.model import Rule, Scope, Warehouse
@@ -168,3 +168,19 @@ def test_a_stage_the_warehouse_does_not_know_shows_as_stored(warehouse: Engine) 
     with warehouse.connect() as conn:
         got = conn.execute(select(stage_label(literal("hubspot"), literal("default"), literal("1190099")))).scalar_one()
     assert got == "1190099"
+
+
+def test_a_stale_deal_is_not_judged_until_a_valid_version_arrives(warehouse: Engine) -> None:
+    """A deal whose newer CRM version sits in quarantine keeps its last good row, marked stale."""
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana = data.rep("Ana")
+        idle = data.deal(ana, [("Prospecting", -90)], activity_days=[-60])
+    (finding,) = run(warehouse, "deal_no_activity").findings
+    assert [s.id for s in finding.samples] == [idle]
+    with warehouse.begin() as conn:
+        conn.execute(update(opportunities).where(opportunities.c.id == idle).values(quarantine_id=1))
+    assert run(warehouse, "deal_no_activity").findings == ()
+    with warehouse.begin() as conn:
+        conn.execute(update(opportunities).where(opportunities.c.id == idle).values(quarantine_id=None))
+    assert run(warehouse, "deal_no_activity").findings != ()
