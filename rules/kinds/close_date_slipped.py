@@ -67,6 +67,8 @@ class CloseDateSlipped:
             counted.c.owner_id,
             counted.c.name,
             counted.c.amount_reporting,
+            counted.c.source,
+            counted.c.pipeline,
             counted.c.stage,
             counted.c.crm_url,
             case((slipped, moved), else_=None).label("days"),

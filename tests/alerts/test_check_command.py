@@ -7,6 +7,7 @@ written with the rule-test data format, so the command is tested without a whole
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,11 +98,13 @@ def test_check_exits_1_in_an_outage_and_the_next_check_delivers(
     slack: FakeSlack, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SALESPULSE_SLACK__RETRY_BASE_S", "0.01")
+    monkeypatch.setenv("SALESPULSE_SLACK__TIMEOUT_S", "0.2")  # a post stays in flight 3 x 0.2 + 10 s
     slack.faults.arm("server_error", path="chat.postMessage", status=503)
     code, _, err = run(capsys, "check", "--as-of", AT)
     assert code == 1
     assert err.endswith("error: alerts queued but not all delivered: Slack answered HTTP 503\n")
     assert slack.messages() == []
+    time.sleep(10.7)  # a 503 may have posted: the outbox looks again only once that post can no longer land
     code, out, _ = run(capsys, "check", "--as-of", "2026-03-16T10:00:00Z")
     assert code == 0
     assert "slack: sent 1" in out

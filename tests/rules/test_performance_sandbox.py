@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.attainment import measure_period
+from rules.attainment import MeasureParams, measure_period
 from rules.check import evaluate_rules
 from rules.findings import Evaluation, Finding
 from rules.loader import load_rules
@@ -100,7 +100,7 @@ def test_healthy_reps_are_projected_near_quota(synced: Synced) -> None:
         warehouse = Warehouse(conn, synced.company)
         period = period_of("quarter", synced.now, synced.company)
         standings = measure_period(
-            warehouse, period, synced.now, scope=PACK[0].scope, ramp_days=90, win_rate_days=365, min_history=20
+            warehouse, period, synced.now, PACK[0].scope, MeasureParams(ramp_days=90, win_rate_days=365, min_history=20)
         )
     off = {}
     for rep, m in standings.reps.values():
