@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import binomtest
 
 from rules.findings import Finding, SampleRecord, Severity, Subject, Unit
 from rules.model import Rule, SeverityTiers
@@ -48,6 +49,27 @@ def grade(value: float, tiers: SeverityTiers, direction: Direction) -> Severity 
     return None
 
 
+def significant(
+    value: float, tiers: SeverityTiers, direction: Direction, p_value: float, alpha: float
+) -> Severity | None:
+    """The severity ``value`` reaches, when the test behind it is significant (``p_value < alpha``); else None.
+
+    A tier alone names half of any noisy group on a bad day; the test alone flags differences too
+    small to act on. A statistical kind fires only when both agree.
+    """
+    severity = grade(value, tiers, direction)
+    return severity if severity is not None and p_value < alpha else None
+
+
+def binomial_p(k: int, n: int, p0: float, alternative: Literal["less", "greater"]) -> float:
+    """One-sided exact binomial test P(X <= k) or P(X >= k), X ~ Bin(n, p0) (scipy.stats.binomtest).
+
+    ``p0`` is kept inside (0, 1): a baseline of exactly 0 or 1 (every lead breached, none
+    qualified) would make every other count impossible rather than unlikely.
+    """
+    return float(binomtest(k, n, min(max(p0, 1e-9), 1 - 1e-9), alternative=alternative).pvalue)
+
+
 def make_finding(
     rule: Rule,
     now: datetime,
@@ -79,6 +101,35 @@ def make_finding(
         samples=samples,
         details=dict(details or {}),
         evaluated_at=now,
+    )
+
+
+def share_finding(
+    rule: Rule,
+    now: datetime,
+    *,
+    subject: Subject,
+    severity: Severity,
+    share: float,
+    baseline: float,
+    sample_size: int,
+    explanation: str,
+    samples: tuple[SampleRecord, ...] = (),
+    details: Mapping[str, Any] | None = None,
+) -> Finding:
+    """A finding whose value is a share (of leads, deals, exits) against the share expected."""
+    return make_finding(
+        rule,
+        now,
+        subject=subject,
+        severity=severity,
+        value=round(share, 4),
+        baseline=round(baseline, 4),
+        sample_size=sample_size,
+        unit="share",
+        explanation=explanation,
+        samples=samples,
+        details=details,
     )
 
 

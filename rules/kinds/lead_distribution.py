@@ -33,7 +33,7 @@ from rules.findings import Evaluation, Note, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
 from rules.scoping import rep_condition
-from rules.verdicts import KindParams, grade, make_finding, tiers
+from rules.verdicts import KindParams, make_finding, significant, tiers
 
 
 class Params(KindParams):
@@ -140,8 +140,8 @@ class LeadDistribution:
             p_value = float(chisquare(observed, expected).pvalue)
             loads = [r.in_window / w for r, w in members]
             g = gini(loads)
-            severity = grade(g, chosen, "above")
-            if severity is None or p_value >= params.alpha:
+            severity = significant(g, chosen, "above", p_value, params.alpha)
+            if severity is None:
                 continue
             per_rep = sorted(
                 (

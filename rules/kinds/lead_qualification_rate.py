@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Literal
 
 from pydantic import Field
-from scipy.stats import binomtest
 from sqlalchemy import case, func, or_, select
 
 from models.tables import leads, reps
@@ -31,7 +30,7 @@ from rules.asof import alive_at
 from rules.findings import Evaluation, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import rep_condition
-from rules.verdicts import KindParams, grade, make_finding, tiers
+from rules.verdicts import KindParams, binomial_p, share_finding, significant, tiers
 
 
 class Params(KindParams):
@@ -85,24 +84,23 @@ class LeadQualificationRate:
             if n < params.min_leads or n0 < params.min_baseline or k0 == 0:
                 continue
             rate, p0 = k / n, k0 / n0
-            p_value = float(binomtest(k, n, p0, alternative="less").pvalue)
-            severity = grade(rate / p0, chosen, "below")
-            if severity is None or p_value >= params.alpha:
+            p_value = binomial_p(k, n, p0, "less")
+            severity = significant(rate / p0, chosen, "below", p_value, params.alpha)
+            if severity is None:
                 continue
             name = item["name"]
             subject = (
                 Subject("team", key, name, name) if params.group_by == "team" else Subject("lead_source", key, name)
             )
             findings.append(
-                make_finding(
+                share_finding(
                     rule,
                     now,
                     subject=subject,
                     severity=severity,
-                    value=round(rate, 4),
-                    baseline=round(p0, 4),
+                    share=rate,
+                    baseline=p0,
                     sample_size=n,
-                    unit="share",
                     explanation=(
                         f"{name}: {k:,} of {n:,} leads created {split:%Y-%m-%d} to {end:%Y-%m-%d} qualified "
                         f"({rate:.0%}), against {p0:.0%} of {n0:,} in the {params.baseline_days} days before "

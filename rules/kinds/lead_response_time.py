@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from pydantic import Field
-from scipy.stats import binomtest
 from sqlalchemy import case, exists, func, select
 
 from models.tables import activities, leads, reps
@@ -30,7 +29,7 @@ from rules.findings import Evaluation, Finding, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import rep_condition
 from rules.sqltime import days_between
-from rules.verdicts import KindParams, grade, make_finding, tiers
+from rules.verdicts import KindParams, binomial_p, share_finding, significant, tiers
 
 
 class Params(KindParams):
@@ -106,22 +105,21 @@ class LeadResponseTime:
             if n < params.min_leads or rest_n < params.min_leads:
                 continue
             share, p0 = k / n, (total_k - k) / rest_n
-            severity = grade(share, chosen, "above")
-            if severity is None or share - p0 < params.min_excess:
+            if share - p0 < params.min_excess:
                 continue
-            p_value = float(binomtest(k, n, min(max(p0, 1e-9), 1 - 1e-9), alternative="greater").pvalue)
-            if p_value >= params.alpha:
+            p_value = binomial_p(k, n, p0, "greater")
+            severity = significant(share, chosen, "above", p_value, params.alpha)
+            if severity is None:
                 continue
             findings.append(
-                make_finding(
+                share_finding(
                     rule,
                     now,
                     subject=subject,
                     severity=severity,
-                    value=round(share, 4),
-                    baseline=round(p0, 4),
+                    share=share,
+                    baseline=p0,
                     sample_size=n,
-                    unit="share",
                     samples=samples(subject),
                     explanation=(
                         f"{subject.name}: {k:,} of {n:,} leads assigned in the {params.window_days} days to "

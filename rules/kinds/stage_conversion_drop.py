@@ -29,7 +29,7 @@ from rules.findings import Evaluation, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import deal_condition
 from rules.sqltime import days_between
-from rules.verdicts import KindParams, deal_sample, grade, make_finding, tiers
+from rules.verdicts import KindParams, deal_sample, share_finding, significant, tiers
 
 
 class Params(KindParams):
@@ -116,19 +116,18 @@ class StageConversionDrop:
             z = (p1 - p0) / spread if spread > 0 else 0.0
             p_value = float(norm.cdf(z))
             ratio = p1 / p0
-            severity = grade(ratio, chosen, "below")
-            if severity is None or p_value >= params.alpha:
+            severity = significant(ratio, chosen, "below", p_value, params.alpha)
+            if severity is None:
                 continue
             findings.append(
-                make_finding(
+                share_finding(
                     rule,
                     now,
                     subject=Subject("stage", stage_id, label),
                     severity=severity,
-                    value=round(p1, 4),
-                    baseline=round(p0, 4),
+                    share=p1,
+                    baseline=p0,
                     sample_size=n1,
-                    unit="share",
                     samples=samples(stage_id),
                     explanation=(
                         f"{p1:.0%} of the {n1:,} deals that left {label} ({source}, pipeline {pipeline}) in the last "

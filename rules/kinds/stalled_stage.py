@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
-from scipy.stats import binomtest
 from sqlalchemy import and_, case, func, literal, select, true
 
 from models.tables import opportunities, reps, stage_changes, stages
@@ -37,7 +36,7 @@ from rules.names import NameOf
 from rules.scoping import deal_condition
 from rules.sqltime import days_between, whole_days_between
 from rules.stage_label import stage_label
-from rules.verdicts import KindParams, deal_sample, grade, make_finding, plural, tiers
+from rules.verdicts import KindParams, binomial_p, deal_sample, plural, share_finding, significant, tiers
 
 
 class Params(KindParams):
@@ -182,9 +181,9 @@ class StalledStage:
             if n < params.min_open or k < params.min_stalled:
                 continue
             share = k / n
-            p_value = binomtest(k, n, q, alternative="greater").pvalue if basis == "history" else 0.0
-            severity = grade(share, chosen, "above")
-            if severity is None or p_value >= params.alpha:
+            p_value = binomial_p(k, n, q, "greater") if basis == "history" else 0.0
+            severity = significant(share, chosen, "above", p_value, params.alpha)
+            if severity is None:
                 continue
             subject_key = (source, pipeline, api_name)
             stage_subject = self._subject(known.get(subject_key), *subject_key)
@@ -198,15 +197,14 @@ class StalledStage:
                 f"over the last {params.history_days} days ({size:,} exits)"
             )
             findings.append(
-                make_finding(
+                share_finding(
                     rule,
                     now,
                     subject=subject,
                     severity=severity,
-                    value=round(share, 4),
-                    baseline=round(q, 4),
+                    share=share,
+                    baseline=q,
                     sample_size=n,
-                    unit="share",
                     explanation=(
                         f"{k:,} of {whose}{n:,} open deals in {stage_subject.name} ({source}, pipeline {pipeline}) "
                         f"have been in the stage longer than {limit_text}; about {q:.0%} would be normal."
