@@ -162,17 +162,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
     from rich.console import Console
 
+    from alerts.report import alerting_document, format_alerting
     from models.clock import utc_now
     from models.database import open_warehouse
     from models.inventory import warehouse_status
-    from models.status_report import RulesFile, render_json, render_tables, status_document
+    from models.status_report import RulesFile, format_daemons, render_json, render_tables, status_document
 
-    st = warehouse_status(open_warehouse(settings.database.url), settings.company.fx_rates)
+    engine = open_warehouse(settings.database.url)
+    st = warehouse_status(engine, settings.company.fx_rates)
     rules = [RulesFile(path, path.exists()) for path in settings.rules.paths]
+    now = utc_now()
+    local = now.astimezone(ZoneInfo(settings.company.timezone))
+    day_start = datetime.combine(local.date(), datetime.min.time(), local.tzinfo)
     doc = status_document(
-        settings.database.display_url, st, rules, utc_now(), reporting_currency=settings.company.reporting_currency
+        settings.database.display_url,
+        st,
+        rules,
+        now,
+        reporting_currency=settings.company.reporting_currency,
+        alerting=alerting_document(engine, now, day_start),
     )
     if args.json:
         print(render_json(doc))
@@ -180,54 +193,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         console = Console()
         # Piped into a file or a pager: wide enough that rows do not wrap.
         render_tables(doc, console if console.is_terminal else Console(width=200))
-        _print_alerting(settings)
-        _print_daemons(st)
+        print("\n".join(format_alerting(doc["alerting"]) + format_daemons(doc["daemons"])))
     return 0
-
-
-def _print_alerting(settings: Settings) -> None:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    from alerts.outbox import outbox_status
-    from alerts.report import format_notes, format_outbox
-    from models.clock import utc_now
-    from models.database import open_warehouse
-
-    engine = open_warehouse(settings.database.url)
-    now = utc_now()
-    local = now.astimezone(ZoneInfo(settings.company.timezone))
-    day_start = datetime.combine(local.date(), datetime.min.time(), local.tzinfo)
-    print("\noutbox")
-    for line in format_outbox(outbox_status(engine, now, day_start)):
-        print(line)
-    print("\nnot evaluated (latest check)")
-    for line in format_notes(engine):
-        print(line)
-
-
-def _print_daemons(st) -> None:
-    print("\ndaemons")
-    if st.leader:
-        print(f"  leader lease: {st.leader[0]} (expires {st.leader[1]:%Y-%m-%d %H:%M:%S}Z)")
-    if not st.daemons:
-        print("  (no daemon has run against this warehouse)")
-    for d in st.daemons[:5]:
-        print(f"  {d.holder}  {d.role}, started {d.started_at:%Y-%m-%d %H:%M:%S}Z, last seen {d.seen_at:%H:%M:%S}Z")
-        for name, files in d.state.get("files", {}).items():
-            if files["problems"]:
-                kept = (
-                    f"the version loaded at {files['loaded_at']} ({files['summary']})" if files["loaded_at"] else "none"
-                )
-                print(f"    {name}: newest change REFUSED at {files['refused_at']}; running {kept}")
-                for problem in files["problems"]:
-                    print(f"      {problem}")
-            else:
-                print(f"    {name}: {files['summary']} (loaded {files['loaded_at']})")
-        for job, j in sorted(d.state.get("jobs", {}).items()):
-            line = f"    {job:<32} last {j.get('last_run_at', 'never')} {j.get('status', '-')}"
-            line += f", next {j['next_run_at']}" if j.get("next_run_at") and d.role == "leader" else ""
-            print(line + (f"\n      error {j['error']}" if j.get("error") else ""))
 
 
 def cmd_quotas(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
 from alerts.digest import OpenAlert
-from alerts.outbox import FlushResult, OutboxStatus
+from alerts.outbox import FlushResult, outbox_status
 from alerts.pipeline import ProcessResult
 from alerts.silences import Silence, silenced_by
 from models.tables import alerts, notification_alerts, notifications, rule_notes
@@ -119,16 +120,9 @@ def format_silences(found: Sequence[Silence], now: datetime) -> list[str]:
     return out
 
 
-def format_outbox(st: OutboxStatus) -> list[str]:
-    out = [f"  pending {st.pending:,}, outcome being checked {st.unknown:,}, sent today {st.sent_today:,}"]
-    out += [f"  waiting #{i} to {channel}: {reason}" for i, channel, reason in st.waiting]
-    out += [f"  FAILED #{i} ({kind}) to {channel}: {reason}" for i, channel, kind, reason in st.failed]
-    if st.failed:
-        out.append("  after fixing the cause: python service.py alerts retry [ID ...]")
-    return out
-
-
-def format_notes(engine: Engine) -> list[str]:
+def alerting_document(engine: Engine, now: datetime, day_start: datetime) -> dict[str, Any]:
+    """The alerting part of ``status``: the outbox (since ``day_start``) and the latest check's notes."""
+    st = outbox_status(engine, now, day_start)
     with engine.connect() as conn:
         rows = conn.execute(
             select(rule_notes.c.rule_id, func.count(), func.max(rule_notes.c.as_of))
@@ -136,12 +130,49 @@ def format_notes(engine: Engine) -> list[str]:
             .order_by(rule_notes.c.rule_id)
         ).all()
         samples = conn.execute(select(rule_notes).order_by(rule_notes.c.rule_id, rule_notes.c.id)).all()
-    out = []
-    for rule_id, n, as_of in rows:
-        first = [f"{s.subject}: {s.reason}" for s in samples if s.rule_id == rule_id][:3]
+    return {
+        "outbox": {
+            "pending": st.pending,
+            "outcome_being_checked": st.unknown,
+            "sent_today": st.sent_today,
+            "waiting": [{"id": i, "channel": channel, "reason": reason} for i, channel, reason in st.waiting],
+            "failed": [
+                {"id": i, "channel": channel, "kind": kind, "reason": reason} for i, channel, kind, reason in st.failed
+            ],
+        },
+        "not_evaluated": [
+            {
+                "rule_id": rule_id,
+                "count": n,
+                "as_of": as_of.isoformat(),
+                "first": [f"{s.subject}: {s.reason}" for s in samples if s.rule_id == rule_id][:3],
+            }
+            for rule_id, n, as_of in rows
+        ],
+    }
+
+
+def format_alerting(doc: dict[str, Any]) -> list[str]:
+    """``alerting_document`` as the lines ``status`` prints."""
+    box = doc["outbox"]
+    out = ["", "outbox"]
+    out += [
+        f"  pending {box['pending']:,}, outcome being checked {box['outcome_being_checked']:,}, "
+        f"sent today {box['sent_today']:,}"
+    ]
+    out += [f"  waiting #{w['id']} to {w['channel']}: {w['reason']}" for w in box["waiting"]]
+    out += [f"  FAILED #{f['id']} ({f['kind']}) to {f['channel']}: {f['reason']}" for f in box["failed"]]
+    if box["failed"]:
+        out.append("  after fixing the cause: python service.py alerts retry [ID ...]")
+    out += ["", "not evaluated (latest check)"]
+    for note in doc["not_evaluated"]:
+        first, n = note["first"], note["count"]
         more = f" (+{n - len(first)} more)" if n > len(first) else ""
-        out.append(f"  {rule_id}: {n} not evaluated as of {as_of:%Y-%m-%d %H:%M} UTC: {'; '.join(first)}{more}")
-    return out or ["  (none)"]
+        as_of = datetime.fromisoformat(note["as_of"])
+        out.append(f"  {note['rule_id']}: {n} not evaluated as of {as_of:%Y-%m-%d %H:%M} UTC: {'; '.join(first)}{more}")
+    if not doc["not_evaluated"]:
+        out.append("  (none)")
+    return out
 
 
 def open_alerts(engine: Engine) -> list[OpenAlert]:

@@ -83,9 +83,61 @@ def rate_rows(st: WarehouseStatus) -> list[dict[str, Any]]:
     ]
 
 
+def daemon_document(st: WarehouseStatus) -> dict[str, Any]:
+    """The scheduler lease and every daemon seen (newest first) with its rule/settings files and jobs."""
+    return {
+        "leader": {"holder": st.leader[0], "expires_at": st.leader[1].isoformat()} if st.leader else None,
+        "instances": [
+            {
+                "holder": d.holder,
+                "role": d.role,
+                "started_at": d.started_at.isoformat(),
+                "seen_at": d.seen_at.isoformat(),
+                "files": d.state.get("files", {}),
+                "jobs": d.state.get("jobs", {}),
+            }
+            for d in st.daemons
+        ],
+    }
+
+
+def format_daemons(doc: dict[str, Any], most: int = 5) -> list[str]:
+    """``daemon_document`` as the lines ``status`` prints (the ``most`` recently seen daemons)."""
+    out = ["", "daemons"]
+    if doc["leader"]:
+        expires = datetime.fromisoformat(doc["leader"]["expires_at"])
+        out.append(f"  leader lease: {doc['leader']['holder']} (expires {expires:%Y-%m-%d %H:%M:%S}Z)")
+    if not doc["instances"]:
+        out.append("  (no daemon has run against this warehouse)")
+    for d in doc["instances"][:most]:
+        started, seen = datetime.fromisoformat(d["started_at"]), datetime.fromisoformat(d["seen_at"])
+        out.append(f"  {d['holder']}  {d['role']}, started {started:%Y-%m-%d %H:%M:%S}Z, last seen {seen:%H:%M:%S}Z")
+        for name, files in d["files"].items():
+            if files["problems"]:
+                kept = (
+                    f"the version loaded at {files['loaded_at']} ({files['summary']})" if files["loaded_at"] else "none"
+                )
+                out.append(f"    {name}: newest change REFUSED at {files['refused_at']}; running {kept}")
+                out += [f"      {problem}" for problem in files["problems"]]
+            else:
+                out.append(f"    {name}: {files['summary']} (loaded {files['loaded_at']})")
+        for job, j in sorted(d["jobs"].items()):
+            line = f"    {job:<32} last {j.get('last_run_at', 'never')} {j.get('status', '-')}"
+            line += f", next {j['next_run_at']}" if j.get("next_run_at") and d["role"] == "leader" else ""
+            out.append(line + (f"\n      error {j['error']}" if j.get("error") else ""))
+    return out
+
+
 def status_document(
-    database: str, st: WarehouseStatus, rules: Sequence[RulesFile], now: datetime, *, reporting_currency: str
+    database: str,
+    st: WarehouseStatus,
+    rules: Sequence[RulesFile],
+    now: datetime,
+    *,
+    reporting_currency: str,
+    alerting: dict[str, Any],
 ) -> dict[str, Any]:
+    """Everything ``status`` shows; ``alerting`` is the alerts package's part (outbox, notes)."""
     return {
         "database": database,
         "schema_version": st.schema_version,
@@ -97,6 +149,8 @@ def status_document(
         "stale_rows": st.stale_rows,
         "rules": [{"path": str(r.path), "exists": r.exists} for r in rules],
         "outbox": st.outbox,
+        "alerting": alerting,
+        "daemons": daemon_document(st),
     }
 
 

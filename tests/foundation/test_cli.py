@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from models.database import head_revision
+from models.database import head_revision, open_warehouse
+from models.tables import daemon_instances, daemon_leases, notifications, rule_notes
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["demo", "sync", "check", "run", "sandbox", "status", "rules", "alerts", "silence", "quotas"]
@@ -167,3 +169,55 @@ def test_unknown_or_missing_database_driver_is_a_configuration_error(url: str, r
     assert reason in result.stderr
     assert "postgresql+psycopg://user@host:5432/salespulse" in result.stderr  # how to fix
     assert "Traceback" not in result.stderr
+
+
+def test_status_json_carries_the_alerting_and_daemon_sections_the_table_prints(warehouse_url: str) -> None:
+    at = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+    state = {
+        "files": {"rules": {"problems": [], "summary": "12 rules", "loaded_at": "2026-05-04T09:00:00+00:00"}},
+        "jobs": {"sync": {"last_run_at": "2026-05-04T09:15:00+00:00", "status": "ok"}},
+    }
+    with open_warehouse(warehouse_url).begin() as conn:
+        conn.execute(rule_notes.insert(), [{"rule_id": "quota", "subject": "Ana", "reason": "no quota", "as_of": at}])
+        conn.execute(
+            daemon_instances.insert(),
+            [{"holder": "host:42", "started_at": at, "seen_at": at, "role": "leader", "state": json.dumps(state)}],
+        )
+        conn.execute(
+            daemon_leases.insert(),
+            [{"name": "scheduler", "holder": "host:42", "acquired_at": at, "renewed_at": at, "expires_at": at}],
+        )
+        conn.execute(
+            notifications.insert(),
+            [{"kind": "firing", "channel": "#sales", "payload": "{}", "status": "failed", "attempts": 3,
+              "next_attempt_at": at, "created_at": at, "last_error": "channel_not_found"}],
+        )  # fmt: skip
+    env = {"SALESPULSE_DATABASE__URL": warehouse_url}
+    table, as_json = run("status", env=env), run("status", "--json", env=env)
+    assert table.returncode == as_json.returncode == 0, table.stderr + as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["alerting"] == {
+        "outbox": {
+            "pending": 0,
+            "outcome_being_checked": 0,
+            "sent_today": 0,
+            "waiting": [],
+            "failed": [{"id": 1, "channel": "#sales", "kind": "firing", "reason": "channel_not_found"}],
+        },
+        "not_evaluated": [{"rule_id": "quota", "count": 1, "as_of": at.isoformat(), "first": ["Ana: no quota"]}],
+    }
+    assert doc["daemons"] == {
+        "leader": {"holder": "host:42", "expires_at": at.isoformat()},
+        "instances": [
+            {"holder": "host:42", "role": "leader", "started_at": at.isoformat(), "seen_at": at.isoformat(), **state}
+        ],
+    }
+    # The table form prints the same facts.
+    for text in (
+        "FAILED #1 (firing) to #sales: channel_not_found",
+        "quota: 1 not evaluated as of 2026-05-04 09:30",
+        "leader lease: host:42",
+        "rules: 12 rules (loaded 2026-05-04T09:00:00+00:00)",
+        "sync ",
+    ):
+        assert text in table.stdout  # fmt: skip
