@@ -180,6 +180,8 @@ def _sample_line(sample: SampleRecord, currency: str) -> str:
         parts.append(format_value(sample.days, "days", currency))
     if sample.owner:
         parts.append(escape(sample.owner))
+    if sample.note:
+        parts.append(escape(sample.note))
     return "• " + " · ".join(parts)
 
 

@@ -40,6 +40,7 @@ class SampleRecord:
     stage: str | None = None
     days: float | None = None  # days in stage, days without activity, days late...
     url: str | None = None
+    note: str | None = None  # why this record was picked, when the kind can flag it for several reasons
 
 
 @dataclass(frozen=True)

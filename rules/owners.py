@@ -7,17 +7,33 @@ owner, once: the count flagged among the owner's open deals, their amount, the w
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Subquery, and_, func, select
+from pydantic import Field
+from sqlalchemy import ColumnElement, FromClause, Subquery, and_, func, select
 
 from models.tables import reps
-from rules.findings import Finding, SampleRecord, Subject
+from rules.findings import Evaluation, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.stage_label import stage_label
-from rules.verdicts import deal_sample, grade, make_finding, tiers
+from rules.verdicts import KindParams, deal_sample, grade, make_finding, tiers
+
+# What a sample names of a deal; a kind's ``deals`` subquery starts with these columns.
+SAMPLE_COLUMNS = ("id", "owner_id", "name", "amount_reporting", "source", "pipeline", "stage", "crm_url")
+
+
+class OwnerParams(KindParams):
+    """Params of every per-owner hygiene kind."""
+
+    min_deals: int = Field(1, ge=1)  # an owner needs this many flagged deals to be named
+
+
+def sample_columns(deals: FromClause) -> list[ColumnElement]:
+    """The ``SAMPLE_COLUMNS`` of an open-deals subquery, for a kind's ``deals`` select."""
+    return [deals.c[name] for name in SAMPLE_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -57,11 +73,13 @@ def owner_tallies(warehouse: Warehouse, deals: Subquery) -> list[OwnerTally]:
     ]
 
 
-def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit: int) -> dict[str, list[SampleRecord]]:
+def worst_deals(
+    warehouse: Warehouse, deals: Subquery, owners: list[str], limit: int
+) -> dict[str, list[Mapping[str, Any]]]:
     """The ``limit`` flagged deals with the most ``days`` per owner (a window function: never all rows).
 
-    ``deals`` has the columns of a sample (id, owner_id, name, amount_reporting, source, pipeline,
-    stage, days, crm_url) and ``flagged``.
+    ``deals`` has the ``SAMPLE_COLUMNS``, ``days`` and ``flagged``; any further column of it
+    reaches the kind's ``describe`` (see :func:`owner_evaluation`) through the sample's row.
     """
     if not owners or limit <= 0:
         return {}
@@ -69,9 +87,8 @@ def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit:
         func.row_number().over(partition_by=deals.c.owner_id, order_by=(deals.c.days.desc(), deals.c.id)).label("rank")
     )
     ranked = (
-        select(deals.c.id, deals.c.owner_id, deals.c.name, deals.c.amount_reporting, deals.c.source,
-               deals.c.pipeline, stage_label(deals.c.source, deals.c.pipeline, deals.c.stage).label("stage"),
-               deals.c.days, deals.c.crm_url, rank)
+        select(*(c for c in deals.c if c.name not in ("stage", "flagged")),
+               stage_label(deals.c.source, deals.c.pipeline, deals.c.stage).label("stage"), rank)
         .where(and_(deals.c.flagged == 1, deals.c.owner_id.in_(owners)))
         .subquery()
     )  # fmt: skip
@@ -81,33 +98,40 @@ def worst_deals(warehouse: Warehouse, deals: Subquery, owners: list[str], limit:
         .where(ranked.c.rank <= limit)
         .order_by(ranked.c.owner_id, ranked.c.rank)
     ).mappings()
-    out: dict[str, list[SampleRecord]] = {}
+    out: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
-        out.setdefault(r["owner_id"], []).append(deal_sample(r))
+        out.setdefault(r["owner_id"], []).append(r)
     return out
 
 
-def owner_findings(
+def owner_evaluation(
     rule: Rule,
     warehouse: Warehouse,
     now: datetime,
     deals: Subquery,
-    *,
+    params: OwnerParams,
     default_tiers: SeverityTiers,
-    min_deals: int,
-    max_samples: int,
+    *,
     explain: Callable[[OwnerTally], str],
     baseline: float,
-) -> tuple[Finding, ...]:
-    """A finding per owner whose flagged count reaches the tiers (and ``min_deals``)."""
+    describe: Callable[[Mapping[str, Any]], str | None] | None = None,
+) -> Evaluation:
+    """A finding per owner whose flagged count reaches the tiers (the kind's ``default_tiers`` unless the
+    rule sets its own) and ``params.min_deals``; ``describe`` says why a sample deal was flagged."""
     chosen = tiers(rule, default_tiers)
     graded = []
     for tally in owner_tallies(warehouse, deals):
-        severity = grade(tally.flagged, chosen, "above") if tally.flagged >= min_deals else None
+        severity = grade(tally.flagged, chosen, "above") if tally.flagged >= params.min_deals else None
         if severity:
             graded.append((tally, severity))
-    samples = worst_deals(warehouse, deals, [t.owner_id for t, _ in graded], max_samples)
-    return tuple(
+    rows = worst_deals(warehouse, deals, [t.owner_id for t, _ in graded], params.max_samples)
+
+    def samples(owner_id: str) -> tuple[SampleRecord, ...]:
+        return tuple(
+            replace(deal_sample(r), note=describe(r)) if describe else deal_sample(r) for r in rows.get(owner_id, ())
+        )
+
+    findings = tuple(
         make_finding(
             rule,
             now,
@@ -118,7 +142,7 @@ def owner_findings(
             sample_size=t.open_deals,
             unit="count",
             explanation=explain(t),
-            samples=tuple(samples.get(t.owner_id, ())),
+            samples=samples(t.owner_id),
             details={
                 "flagged_deals": t.flagged,
                 "open_deals": t.open_deals,
@@ -128,3 +152,4 @@ def owner_findings(
         )
         for t, severity in graded
     )
+    return Evaluation(rule.id, rule.kind, now, findings)

@@ -97,6 +97,7 @@ def _findings_table(findings: Sequence[Finding], currency: str) -> Table:
 def _sample(record: SampleRecord, currency: str) -> str:
     facts = [format_value(record.amount, "money", currency)] if record.amount is not None else []
     facts += [f"{record.days:.0f} d"] if record.days is not None else []
+    facts += [record.note] if record.note else []
     return f"{record.name} ({', '.join(facts)})" if facts else record.name
 
 

@@ -1,35 +1,61 @@
 """``close_date_slipped``: open deals whose expected close date keeps moving out, per owner.
 
-A push is a close-date change to a later date (``close_date_changes``: new_date > old_date),
-counted up to T. A deal that slipped ``min_pushes`` times or more is no longer forecast,
-it is hope; the owner is named once with those deals.
+Two ways a deal's forecast stops meaning anything, both read from ``close_date_changes`` up to T:
 
-Formula, per owner: flagged = #{open deals d : pushes(d, T) >= min_pushes}; the value is
-flagged (tiers default warn 1, critical 5), the baseline ``min_pushes``, the sample size the
-owner's open deals in scope. A sample's ``days`` is how far the close date moved in all.
+- **pushed again and again**: a push is a change to a later date (new_date > old_date); a deal
+  pushed ``min_pushes`` times or more is no longer forecast, it is hope;
+- **pushed past the period end** (``past_period_end``, default on): during the current fiscal
+  ``period`` (company time zone and fiscal year, ``rules/periods.py``), a change moved the
+  deal's close date from inside the period to after its end, and at T it is still after the
+  end (a deal pulled back in is forecast again). The period's forecast lost it. A date that
+  was already after the end when the period began, or a move within the period, is not one.
+
+Moving deals out of the quarter is ordinary selling: on the healthy sandbox reps have moved
+30-78 % of their open deals out of the quarter by its middle (README). So the second condition
+counts for an owner only when they stand out from the rest of the company: at least
+``min_past_end`` such deals, a share ``past_end_excess`` points above the rest's, and a
+one-sided binomial test below ``alpha``.
+
+Formula, per owner o with open deals D_o in scope:
+slipped(d) = pushes(d, T) >= min_pushes;
+out(d) = exists a change c of d with period start <= c.changed_at <= T, period.start <= c.old_date
+<= period.end < c.new_date, and close_date(d, T) > period.end;
+k = #{d in D_o : out(d)}, n = |D_o|, p_rest = (sum over the other owners of k) / (their n);
+o's moved-out deals count when k >= min_past_end, k / n - p_rest >= past_end_excess and
+P(X >= k | n, p_rest) < alpha (scipy.stats.binomtest);
+flagged = #{d in D_o : slipped(d) or (out(d) and o's moved-out deals count)}.
+The value is flagged (tiers default warn 1, critical 5), the baseline ``min_pushes``, the
+sample size |D|. A sample's ``days`` is how far the close date moved (in all for a slipped
+deal, out of the period for the other) and its ``note`` which condition flagged it, with dates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import CTE, ColumnElement, Date, and_, case, cast, func, null, select
 
 from models.tables import close_date_changes, reps
 from rules.asof import open_deals_at
 from rules.findings import Evaluation
 from rules.model import Rule, SeverityTiers, Warehouse
-from rules.owners import OwnerTally, owner_findings
+from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_columns
+from rules.periods import PeriodKind, period_of
 from rules.scoping import deal_condition
 from rules.sqltime import dates_apart
-from rules.verdicts import KindParams, plural
+from rules.verdicts import binomial_p, plural
 
 
-class Params(KindParams):
+class Params(OwnerParams):
     min_pushes: int = Field(3, ge=1)  # pushes to a later date before a deal counts (healthy deals slip at most twice)
-    min_deals: int = Field(1, ge=1)  # an owner needs this many slipped deals to be named
+    past_period_end: bool = True  # also flag deals moved out of the current fiscal period
+    period: PeriodKind = "quarter"  # the fiscal period whose end counts
+    min_past_end: int = Field(3, ge=1)  # deals an owner must have moved out of the period for those to count
+    past_end_excess: float = Field(0.2, ge=0, le=1)  # ... a share this far above the rest of the company's
+    alpha: float = Field(0.001, gt=0, lt=0.5)  # ... and a binomial test below this level
 
 
 class CloseDateSlipped:
@@ -41,14 +67,35 @@ class CloseDateSlipped:
         params = Params(**rule.params)
         cdc = close_date_changes
         d = open_deals_at(now)
+        period = period_of(params.period, now, warehouse.company)
 
         # Per open deal, through the (opportunity_id, changed_at) index: the history of closed
-        # deals is never read; how far the date moved is looked up for slipped deals only.
+        # deals is never read; how far the date moved is looked up for flagged deals only.
         def pushes_of(deal_id: ColumnElement) -> ColumnElement[bool]:
             return and_(cdc.c.opportunity_id == deal_id, cdc.c.changed_at <= now, cdc.c.new_date > cdc.c.old_date)
 
+        def moved_out_of_period(deal_id: ColumnElement) -> ColumnElement[bool]:
+            return and_(
+                cdc.c.opportunity_id == deal_id,
+                cdc.c.changed_at >= period.start_utc,
+                cdc.c.changed_at <= now,
+                cdc.c.old_date >= period.start,
+                cdc.c.old_date <= period.end,
+                cdc.c.new_date > period.end,
+            )
+
+        if params.past_period_end:
+            # The last in-period date the deal was moved out from (null: never moved out).
+            out_from = select(func.max(cdc.c.old_date)).where(moved_out_of_period(d.c.id)).scalar_subquery()
+            left_period = case((d.c.close_date > period.end, out_from), else_=None)
+        else:
+            left_period = cast(null(), Date)  # typed: PostgreSQL will subtract it from a date
         counted = (
-            select(d, select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"))
+            select(
+                d,
+                select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"),
+                left_period.label("left_from"),
+            )
             .join_from(d, reps, reps.c.id == d.c.owner_id)
             .where(deal_condition(rule.scope, d, reps))
             # Counted once per deal: PostgreSQL inlines a plain subquery and repeats the count for
@@ -57,40 +104,73 @@ class CloseDateSlipped:
             .cte("counted")
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        slipped = counted.c.pushes >= params.min_pushes
-        moved = dates_apart(
-            select(func.min(cdc.c.old_date)).where(pushes_of(counted.c.id)).scalar_subquery(),
-            select(func.max(cdc.c.new_date)).where(pushes_of(counted.c.id)).scalar_subquery(),
-        )
+        outliers = self._past_end_outliers(warehouse, counted, params) if params.past_period_end else set()
+        out_counts = counted.c.left_from.is_not(None) & counted.c.owner_id.in_(sorted(outliers))
+        judged = select(counted, out_counts.label("out_counts")).subquery("judged")
+        j = judged.c
+        first_date = select(func.min(cdc.c.old_date)).where(pushes_of(j.id)).scalar_subquery()
+        moved = dates_apart(first_date, select(func.max(cdc.c.new_date)).where(pushes_of(j.id)).scalar_subquery())
+        flagged = (j.pushes >= params.min_pushes) | j.out_counts
         deals = select(
-            counted.c.id,
-            counted.c.owner_id,
-            counted.c.name,
-            counted.c.amount_reporting,
-            counted.c.source,
-            counted.c.pipeline,
-            counted.c.stage,
-            counted.c.crm_url,
-            case((slipped, moved), else_=None).label("days"),
-            case((slipped, 1), else_=0).label("flagged"),
-        ).subquery()
+            *sample_columns(judged),
+            case((j.pushes >= params.min_pushes, moved), (j.out_counts, dates_apart(j.left_from, j.close_date)))
+            .label("days"),
+            case((flagged, 1), else_=0).label("flagged"),
+            j.pushes,
+            case((j.pushes >= params.min_pushes, first_date), else_=None).label("first_date"),
+            case((j.out_counts, j.left_from), else_=None).label("left_from"),
+            j.close_date,
+        ).subquery()  # fmt: skip
 
         def explain(t: OwnerTally) -> str:
+            conditions = f"pushed out {params.min_pushes} times or more"
+            if params.past_period_end:
+                conditions += f" or moved out of {period.label()}"
             return (
-                f"{t.name} has {plural(t.flagged, 'open deal')} (of {t.open_deals:,}) whose close date was pushed "
-                f"out {params.min_pushes} times or more, {t.flagged_amount:,.0f} in pipeline; "
-                f"the furthest moved {t.worst_days:.0f} days."
+                f"{t.name} has {plural(t.flagged, 'open deal')} (of {t.open_deals:,}) whose close date was "
+                f"{conditions}, {t.flagged_amount:,.0f} in pipeline; the furthest moved {t.worst_days:.0f} days."
             )
 
-        findings = owner_findings(
+        def describe(row: Mapping[str, Any]) -> str:
+            said = []
+            if row["first_date"] is not None:
+                said.append(f"pushed {row['pushes']} times, {_day(row['first_date'])} -> {_day(row['close_date'])}")
+            if row["left_from"] is not None:
+                said.append(f"moved out of {period.label()}: {_day(row['left_from'])} -> {_day(row['close_date'])}")
+            return "; ".join(said)
+
+        return owner_evaluation(
             rule,
             warehouse,
             now,
             deals,
-            default_tiers=self.default_tiers,
-            min_deals=params.min_deals,
-            max_samples=params.max_samples,
+            params,
+            self.default_tiers,
             explain=explain,
             baseline=params.min_pushes,
+            describe=describe,
         )
-        return Evaluation(rule.id, rule.kind, now, findings)
+
+    @staticmethod
+    def _past_end_outliers(warehouse: Warehouse, counted: CTE, params: Params) -> set[str]:
+        """Owners who moved out of the period a share of their open deals well above the rest's."""
+        rows = warehouse.conn.execute(
+            select(
+                counted.c.owner_id, func.sum(case((counted.c.left_from.is_not(None), 1), else_=0)), func.count()
+            ).group_by(counted.c.owner_id)
+        ).all()
+        total_k, total_n = sum(int(r[1]) for r in rows), sum(int(r[2]) for r in rows)
+        found = set()
+        for owner_id, k, n in rows:
+            k, n, rest_n = int(k), int(n), total_n - int(n)
+            if k < params.min_past_end or rest_n == 0:
+                continue
+            p_rest = (total_k - k) / rest_n
+            if k / n - p_rest >= params.past_end_excess and binomial_p(k, n, p_rest, "greater") < params.alpha:
+                found.add(owner_id)
+        return found
+
+
+def _day(value: Any) -> str:
+    """A date from either backend (SQLite hands back text from a CASE) as YYYY-MM-DD."""
+    return str(value)[:10]

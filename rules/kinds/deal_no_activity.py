@@ -22,18 +22,17 @@ from rules.asof import open_deals_at
 from rules.findings import Evaluation
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
-from rules.owners import OwnerTally, owner_findings
+from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_columns
 from rules.scoping import deal_condition
 from rules.sqltime import days_between
-from rules.verdicts import KindParams, plural
+from rules.verdicts import plural
 
 
-class Params(KindParams):
+class Params(OwnerParams):
     days: float = Field(21, gt=0)  # no activity for longer than this (healthy deals are touched every 1-2 weeks)
     min_amount: float = Field(0, ge=0)  # only deals of at least this amount (reporting currency)
     # only deals in these stages (api names or labels); empty: every open stage
     stages: tuple[Annotated[str, NameOf("stage")], ...] = ()
-    min_deals: int = Field(1, ge=1)  # an owner needs this many idle deals to be named
 
 
 class DealNoActivity:
@@ -53,14 +52,7 @@ class DealNoActivity:
         )
         deals = (
             select(
-                d.c.id,
-                d.c.owner_id,
-                d.c.name,
-                d.c.amount_reporting,
-                d.c.source,
-                d.c.pipeline,
-                d.c.stage,
-                d.c.crm_url,
+                *sample_columns(d),
                 days_between(touched, now).label("days"),
                 case((idle, 1), else_=0).label("flagged"),
             )
@@ -75,15 +67,6 @@ class DealNoActivity:
                 f"{params.days:g} days, the longest {t.worst_days:.0f} days; {t.flagged_amount:,.0f} in pipeline."
             )
 
-        findings = owner_findings(
-            rule,
-            warehouse,
-            now,
-            deals,
-            default_tiers=self.default_tiers,
-            min_deals=params.min_deals,
-            max_samples=params.max_samples,
-            explain=explain,
-            baseline=params.days,
+        return owner_evaluation(
+            rule, warehouse, now, deals, params, self.default_tiers, explain=explain, baseline=params.days
         )
-        return Evaluation(rule.id, rule.kind, now, findings)

@@ -184,3 +184,99 @@ def test_a_stale_deal_is_not_judged_until_a_valid_version_arrives(warehouse: Eng
     with warehouse.begin() as conn:
         conn.execute(update(opportunities).where(opportunities.c.id == idle).values(quarantine_id=None))
     assert run(warehouse, "deal_no_activity").findings != ()
+
+
+# Every deal moved out of the quarter counts, so each case isolates the condition itself.
+PAST_END_ONLY = {"min_pushes": 99, "min_past_end": 1, "past_end_excess": 0, "alpha": 0.49}
+START_BERLIN = datetime(2025, 12, 31, 23, 0, tzinfo=UTC)  # 2026-01-01 00:00 in Berlin: Q1 begins
+
+
+def _days(instant: datetime) -> float:
+    return (instant - NOW) / timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("deal", "flagged"),
+    [
+        # created 60 days before NOW: its first close date is 2026-03-31, the quarter's last day
+        ({"path": [("Prospecting", -60)], "close_dates": [(-20, date(2026, 3, 25))]}, False),  # moved within
+        ({"path": [("Prospecting", -60)], "close_dates": [(-20, date(2026, 4, 1))]}, True),  # out of the quarter
+        # already after the end before the quarter began, pushed further during it
+        (
+            {"path": [("Prospecting", -200)], "close_dates": [(-100, date(2026, 4, 10)), (-20, date(2026, 5, 1))]},
+            False,
+        ),
+        # out, then pulled back in: forecast again
+        ({"path": [("Prospecting", -60)], "close_dates": [(-20, date(2026, 4, 15)), (-5, date(2026, 3, 30))]}, False),
+        ({"path": [("Prospecting", -60), ("Closed Won", -2)], "close_dates": [(-20, date(2026, 4, 15))]}, False),
+        ({"path": [("Prospecting", -60)], "close_dates": [(-20, date(2026, 4, 15))], "deleted_days": -1}, False),
+        # moved at 23:30 UTC on Dec 31 = 00:30 on Jan 1 in Berlin: during the quarter
+        (
+            {
+                "path": [("Prospecting", -200)],
+                "close_dates": [(-100, date(2026, 3, 15)), (_days(START_BERLIN) + 0.5 / 24, date(2026, 4, 15))],
+            },
+            True,
+        ),
+        # moved at 23:30 Berlin on Dec 31: before the quarter began there
+        (
+            {
+                "path": [("Prospecting", -200)],
+                "close_dates": [(-100, date(2026, 3, 15)), (_days(START_BERLIN) - 0.5 / 24, date(2026, 4, 15))],
+            },
+            False,
+        ),
+    ],
+    ids=["within", "out", "already-out", "pulled-back", "closed", "deleted", "tz-just-in", "tz-just-before"],
+)
+def test_a_deal_moved_out_of_the_quarter(warehouse: Engine, deal: dict, flagged: bool) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana, bo = data.rep("Ana"), data.rep("Bo")
+        deal_id = data.deal(ana, **deal)
+        for _ in range(5):  # the rest of the company, whose forecast held
+            data.deal(bo, [("Prospecting", -30)])
+    findings = run(warehouse, "close_date_slipped", params=PAST_END_ONLY).findings
+    assert [s.id for f in findings for s in f.samples] == ([deal_id] if flagged else [])
+    if flagged:
+        (sample,) = findings[0].samples
+        assert str(sample.note).startswith("moved out of FY2026 Q1: ")
+        assert sample.note.endswith(f"-> {deal['close_dates'][-1][1]}")
+    assert run(warehouse, "close_date_slipped", params={**PAST_END_ONLY, "past_period_end": False}).findings == ()
+
+
+@pytest.mark.parametrize(
+    ("moved", "of", "rest_moved", "fires"),
+    [
+        (6, 8, 2, True),  # 75 % of Ana's deals against 10 % of the others'
+        (2, 8, 2, False),  # fewer than min_past_end (3)
+        (6, 8, 14, False),  # the others moved 70 %: ordinary for this company
+    ],
+)
+def test_moved_out_deals_count_for_an_owner_only_well_above_the_rest(
+    warehouse: Engine, moved: int, of: int, rest_moved: int, fires: bool
+) -> None:
+    out = {"close_dates": [(-20, date(2026, 4, 15))]}
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana, bo = data.rep("Ana"), data.rep("Bo")
+        for i in range(of):
+            data.deal(ana, [("Prospecting", -60)], **(out if i < moved else {}))
+        for i in range(20):
+            data.deal(bo, [("Prospecting", -60)], **(out if i < rest_moved else {}))
+    findings = run(warehouse, "close_date_slipped").findings
+    assert [(f.subject.name, f.value) for f in findings] == ([("Ana", moved)] if fires else [])
+
+
+def test_a_deal_both_slipped_and_moved_out_says_both(warehouse: Engine) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana, bo = data.rep("Ana"), data.rep("Bo")
+        dates = [(-150, date(2026, 1, 10)), (-60, date(2026, 2, 10)), (-20, date(2026, 5, 1))]
+        data.deal(ana, [("Prospecting", -200)], close_dates=dates)
+        data.deal(bo, [("Prospecting", -30)])
+    (finding,) = run(warehouse, "close_date_slipped", params=PAST_END_ONLY | {"min_pushes": 3}).findings
+    (sample,) = finding.samples
+    first = data.at(-200).date() + timedelta(days=60)
+    assert sample.note == f"pushed 3 times, {first} -> 2026-05-01; moved out of FY2026 Q1: 2026-02-10 -> 2026-05-01"
+    assert sample.days == (date(2026, 5, 1) - first).days
