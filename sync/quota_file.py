@@ -9,11 +9,17 @@ The file wins over the CRM: a Salesforce quota of a rep whose file quota overlap
 period is kept but marked ``is_effective = false``; an optional ``hired_on`` column gives
 a rep's start date (for ramp) over the CRM's. :func:`apply_file_precedence` settles both,
 after a load and after every sync (a later CRM quota or rep change must not win).
+
+The CRMs know nothing of how many leads a rep can take or of leave, so the file also carries
+them, for ``lead_distribution``: optional ``lead_capacity`` (a number, 1 = a full share) and
+``leave_from`` / ``leave_until`` (inclusive; an empty end is an open-ended leave). Like
+``hired_on`` they are facts about the rep, so every line of one rep that gives them must agree.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 from pathlib import Path
 
-from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, select, update
 
 from models.errors import ConfigError
 from models.records import MAX_AMOUNT
@@ -41,6 +47,16 @@ class QuotaLine:
     amount: Decimal
     currency: str
     hired_on: date | None = None
+    lead_capacity: float | None = None
+    leave_from: date | None = None
+    leave_until: date | None = None
+
+    def rep_facts(self) -> dict[str, object]:
+        """The per-rep columns this line gives (the others are empty on it)."""
+        facts = {"hired_on": self.hired_on, "lead_capacity": self.lead_capacity}
+        if self.leave_from is not None:
+            facts["leave"] = (self.leave_from, self.leave_until)
+        return {k: v for k, v in facts.items() if v is not None}
 
 
 class QuotaFileError(ConfigError):
@@ -91,7 +107,7 @@ def parse_quota_file(
             if parsed is not None:
                 lines.append(parsed)
     problems.extend(_overlaps(lines))
-    problems.extend(_hire_dates_disagree(lines))
+    problems.extend(_rep_facts_disagree(lines))
     if problems:
         raise QuotaFileError(path, sorted(problems))
     return lines
@@ -118,6 +134,8 @@ def _parse_row(
     hired_on = _date(hired, "hired_on", number, problems) if hired else None
     if start and end and end < start:
         problems.append((number, f"period_end {end} is before period_start {start}"))
+    capacity = _capacity(row.get("lead_capacity", ""), number, problems)
+    leave_from, leave_until = _leave(row.get("leave_from", ""), row.get("leave_until", ""), number, problems)
     amount = None
     try:
         amount = Decimal(row.get("amount", ""))
@@ -140,7 +158,48 @@ def _parse_row(
     assert start is not None
     assert end is not None
     assert amount is not None
-    return QuotaLine(number, rep_id, start, end, amount.quantize(Decimal("0.01")), currency, hired_on)
+    return QuotaLine(
+        number,
+        rep_id,
+        start,
+        end,
+        amount.quantize(Decimal("0.01")),
+        currency,
+        hired_on,
+        capacity,
+        leave_from,
+        leave_until,
+    )
+
+
+MAX_CAPACITY = 100.0
+
+
+def _capacity(text: str, number: int, problems: list[tuple[int, str]]) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0 or value > MAX_CAPACITY:
+        problems.append(
+            (number, f"lead_capacity {text!r} must be a number from 0 to {MAX_CAPACITY:g} (1 = a full share of leads)")
+        )
+        return None
+    return value
+
+
+def _leave(first: str, last: str, number: int, problems: list[tuple[int, str]]) -> tuple[date | None, date | None]:
+    if not first:
+        if last:
+            problems.append((number, f"leave_until {last!r} without leave_from; give the leave's first day too"))
+        return None, None
+    start = _date(first, "leave_from", number, problems)
+    end = _date(last, "leave_until", number, problems) if last else None
+    if start and end and end < start:
+        problems.append((number, f"leave_until {end} is before leave_from {start}"))
+    return start, end
 
 
 def _date(text: str, column: str, number: int, problems: list[tuple[int, str]]) -> date | None:
@@ -170,18 +229,25 @@ def _overlaps(lines: list[QuotaLine]) -> list[tuple[int, str]]:
     return found
 
 
-def _hire_dates_disagree(lines: list[QuotaLine]) -> list[tuple[int, str]]:
-    first: dict[str, QuotaLine] = {}
+def _rep_facts_disagree(lines: list[QuotaLine]) -> list[tuple[int, str]]:
+    """hired_on, lead_capacity and the leave are the rep's: two lines of a rep must not differ."""
+    first: dict[tuple[str, str], QuotaLine] = {}
     found = []
     for q in lines:
-        if q.hired_on is None:
-            continue
-        seen = first.setdefault(q.rep_id, q)
-        if seen.hired_on != q.hired_on:
-            found.append(
-                (q.line, f"hired_on {q.hired_on} differs from line {seen.line} ({seen.hired_on}) for the same rep")
-            )
+        for fact, value in q.rep_facts().items():
+            seen = first.setdefault((q.rep_id, fact), q)
+            if seen.rep_facts()[fact] != value:
+                found.append(
+                    (q.line, f"{fact} {_show(value)} differs from line {seen.line} ({_show(seen.rep_facts()[fact])}) "
+                             "for the same rep")
+                )  # fmt: skip
     return found
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return f"{value[0]}..{value[1] or ''}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def rep_index(conn: Connection) -> dict[str, str]:
@@ -220,12 +286,15 @@ def load_quota_file(conn: Connection, path: Path, company: CompanySettings, now:
                 for q in lines
             ],
         )
-    conn.execute(update(reps).values(hired_on_file=None))
-    hired = {q.rep_id: q.hired_on for q in lines if q.hired_on is not None}
-    if hired:
+    conn.execute(update(reps).values(hired_on_file=None, lead_capacity=None, leave_from=None, leave_until=None))
+    facts: dict[str, dict[str, object]] = defaultdict(dict)
+    for q in lines:
+        facts[q.rep_id].update(q.rep_facts())
+    for rep_id, given in facts.items():
+        leave = given.get("leave", (None, None))
+        values = {"hired_on_file": given.get("hired_on"), "lead_capacity": given.get("lead_capacity")}
         conn.execute(
-            update(reps).where(reps.c.id == bindparam("b_id")).values(hired_on_file=bindparam("b_on")),
-            [{"b_id": rep_id, "b_on": on} for rep_id, on in hired.items()],
+            update(reps).where(reps.c.id == rep_id).values(**values, leave_from=leave[0], leave_until=leave[1])
         )
     apply_file_precedence(conn)
     return len(lines)

@@ -221,3 +221,67 @@ def test_a_bad_hired_on_is_named(with_reps: Engine, tmp_path: Path, body: str, e
         load_quota_file(conn, write(tmp_path, body, header), COMPANY, NOW)
     line, message = expected.split(": ", 1)
     assert f"quotas.csv:{line.split()[1]}: {message}" in str(info.value)
+
+
+LEAVE_HEADER = "rep_email,period_start,period_end,amount,currency,lead_capacity,leave_from,leave_until\n"
+
+
+def test_lead_capacity_and_leave_are_stored_per_rep_and_cleared_when_removed(with_reps: Engine, tmp_path: Path) -> None:
+    body = (
+        "rep0@example.com,2026-01-01,2026-03-31,1,USD,0.5,2026-02-01,2026-02-14\n"
+        "rep0@example.com,2026-04-01,2026-06-30,1,USD,,,\n"  # empty: the other line's facts stand
+        "rep1@example.com,2026-01-01,2026-03-31,1,USD,2,2026-03-01,\n"  # open-ended leave
+        "rep2@example.com,2026-01-01,2026-03-31,1,USD,,,\n"
+    )
+    columns = (reps.c.external_id, reps.c.lead_capacity, reps.c.leave_from, reps.c.leave_until)
+    with with_reps.begin() as conn:
+        load_quota_file(conn, write(tmp_path, body, LEAVE_HEADER), COMPANY, NOW)
+        stored = conn.execute(select(*columns).order_by(reps.c.external_id)).all()
+    assert [tuple(r) for r in stored] == [
+        ("0050", 0.5, date(2026, 2, 1), date(2026, 2, 14)),
+        ("0051", 2.0, date(2026, 3, 1), None),
+        ("0052", None, None, None),
+    ]
+    with with_reps.begin() as conn:
+        load_quota_file(conn, write(tmp_path, "rep0@example.com,2026-01-01,2026-03-31,1,USD\n"), COMPANY, NOW)
+        assert conn.execute(select(*columns[1:]).distinct()).all() == [(None, None, None)]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "rep0@example.com,2026-01-01,2026-03-31,1,USD,half,,\n",
+            "line 2: lead_capacity 'half' must be a number from 0",
+        ),
+        ("rep0@example.com,2026-01-01,2026-03-31,1,USD,-1,,\n", "line 2: lead_capacity '-1' must be a number from 0"),
+        ("rep0@example.com,2026-01-01,2026-03-31,1,USD,nan,,\n", "line 2: lead_capacity 'nan' must be a number from 0"),
+        (
+            "rep0@example.com,2026-01-01,2026-03-31,1,USD,,2026-13-01,\n",
+            "line 2: leave_from '2026-13-01' is not a date",
+        ),
+        ("rep0@example.com,2026-01-01,2026-03-31,1,USD,,,2026-02-01\n", "line 2: leave_until '2026-02-01' without"),
+        (
+            "rep0@example.com,2026-01-01,2026-03-31,1,USD,,2026-02-10,2026-02-01\n",
+            "line 2: leave_until 2026-02-01 is before leave_from 2026-02-10",
+        ),
+        (
+            "rep0@example.com,2026-01-01,2026-03-31,1,USD,1,,\nrep0@example.com,2026-04-01,2026-06-30,1,USD,0.5,,\n",
+            "line 3: lead_capacity 0.5 differs from line 2 (1) for the same rep",
+        ),
+        (
+            "rep0@example.com,2026-01-01,2026-03-31,1,USD,,2026-02-01,\n"
+            "rep0@example.com,2026-04-01,2026-06-30,1,USD,,2026-05-01,2026-05-09\n",
+            "line 3: leave 2026-05-01..2026-05-09 differs from line 2 (2026-02-01..)",
+        ),
+    ],
+)
+def test_a_bad_lead_capacity_or_leave_is_named_and_nothing_changes(
+    with_reps: Engine, tmp_path: Path, body: str, expected: str
+) -> None:
+    with pytest.raises(QuotaFileError) as info, with_reps.begin() as conn:
+        load_quota_file(conn, write(tmp_path, body, LEAVE_HEADER), COMPANY, NOW)
+    line, message = expected.split(": ", 1)
+    assert f"quotas.csv:{line.split()[1]}: {message}" in str(info.value)
+    with with_reps.connect() as conn:
+        assert conn.execute(select(quotas)).all() == []
