@@ -10,6 +10,7 @@ environment, and are never echoed in an error.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -231,6 +232,17 @@ class CompanySettings(_Section):
     fiscal_year_start_month: int = Field(1, ge=1, le=12)
     reporting_currency: str = "USD"
     fx_rates: dict[str, Decimal] = Field(default_factory=dict)
+    # Lead capacity by rep e-mail, name or id (1 = a full share of a team's new leads; 0 = takes none).
+    # lead_distribution: a rule's `weights` win over the quota file's lead_capacity, which wins over these.
+    lead_capacity: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("lead_capacity")
+    @classmethod
+    def _capacities(cls, value: dict[str, float]) -> dict[str, float]:
+        for rep, capacity in value.items():
+            if not math.isfinite(capacity) or not 0 <= capacity <= 100:
+                raise ValueError(f"capacity of {rep!r}: expected a number from 0 to 100 (1 = a full share of leads)")
+        return value
 
     @field_validator("timezone")
     @classmethod

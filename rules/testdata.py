@@ -61,6 +61,10 @@ class RepIn(_In):
     team: str | None = None
     email: str | None = None  # default: derived from the name
     hired_on: Moment | None = None
+    # the quota file's lead capacity and leave (inclusive days; no end: still on leave)
+    lead_capacity: float | None = Field(None, ge=0)
+    leave_from: Moment | None = None
+    leave_until: Moment | None = None
     active: bool = True
     manager: str | None = None  # another rep's name
     crm: Crm = "salesforce"
@@ -229,6 +233,9 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
             "manager_id": None,
             "is_active": rep.active,
             "hired_on": clock.day(rep.hired_on) if rep.hired_on is not None else None,
+            "lead_capacity": rep.lead_capacity,
+            "leave_from": clock.day(rep.leave_from) if rep.leave_from is not None else None,
+            "leave_until": clock.day(rep.leave_until) if rep.leave_until is not None else None,
             "created_at": at - timedelta(days=3650),
             "updated_at": at - timedelta(days=1),
             "synced_at": at,

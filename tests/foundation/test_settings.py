@@ -70,6 +70,8 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ('[company]\ntimezone = "Mars/Olympus"\n', "settings.toml:2: company.timezone", "IANA time zone"),
         ('[company]\nreporting_currency = "usd"\n', "company.reporting_currency", "ISO 4217"),
         ("[company.fx_rates]\nEUR = -1\n", "company.fx_rates", "positive number"),
+        ('[company.lead_capacity]\n"ana@x.com" = -0.5\n', "company.lead_capacity", "capacity of 'ana@x.com'"),
+        ('[company.lead_capacity]\n"ana@x.com" = "half"\n', "company.lead_capacity", "valid number"),
         ('[database]\nurl = "not a url"\n', "settings.toml:2: database.url", "SQLAlchemy URL"),
         ('[salesforce]\napi_version = "v59"\n', "salesforce.api_version", "like '59.0'"),
         ('[salesforce]\ndomain = "https://test.salesforce.com"\n', "salesforce.domain", "'login', 'test'"),

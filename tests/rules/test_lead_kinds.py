@@ -7,9 +7,11 @@ from datetime import UTC, date, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
-from rules.kinds.lead_distribution import gini
+from models.settings import CompanySettings
+from models.tables import reps
+from rules.kinds.lead_distribution import LeadDistribution, Params, _Rep, gini
 from tests.rules.company_data import CompanyData
 from tests.rules.test_hygiene_kinds import run
 
@@ -57,7 +59,7 @@ def test_lead_distribution_within_a_team(warehouse: Engine, counts: dict[str, in
     assert finding.severity == "critical"
     assert finding.details["over_served"] == [ids["Ana"]]
     assert set(finding.details["under_served"]) == {ids["Cleo"], ids["Dev"]}
-    assert "Ana 40 (68% vs 25%)" in finding.explanation
+    assert "Ana 40 (68% vs 25%, capacity 1 (default))" in finding.explanation
 
 
 def test_capacity_weights_inactive_reps_and_new_hires(warehouse: Engine) -> None:
@@ -72,6 +74,69 @@ def test_capacity_weights_inactive_reps_and_new_hires(warehouse: Engine) -> None
     (uneven,) = run(warehouse, "lead_distribution", now=NOW).findings
     assert uneven.details["over_served"] == [ana]
     assert ben not in uneven.details["over_served"] + uneven.details["under_served"]
+
+
+def _rep(**facts: object) -> _Rep:
+    base = {"id": "sf:ana", "name": "Ana", "email": "ana@x.com", "team_id": "t", "team": "T", "hired_on": None,
+            "capacity": None, "leave_from": None, "leave_until": None, "in_window": 0, "before": 0}  # fmt: skip
+    return _Rep(**(base | facts))
+
+
+# NOW's 30-day window is the days 2026-08-31 .. 2026-09-29.
+@pytest.mark.parametrize(
+    ("rep", "weights", "settings", "expected"),
+    [
+        ({}, {}, {}, (1.0, "default", 1.0)),
+        ({}, {"ANA": 2}, {}, (2.0, "rule", 2.0)),  # names match case-insensitively
+        ({}, {}, {"ana@x.com": 0.5}, (0.5, "settings", 0.5)),
+        ({"capacity": 0.8}, {}, {"ana@x.com": 0.5}, (0.8, "quota file", 0.8)),  # the file wins over settings
+        ({"capacity": 0.8}, {"sf:ana": 3}, {"ana@x.com": 0.5}, (3.0, "rule", 3.0)),  # the rule wins over both
+        ({}, {"ben": 2}, {"ben@x.com": 0.5}, (1.0, "default", 1.0)),  # other reps' capacities
+        ({"leave_from": date(2026, 9, 15)}, {}, {}, (1.0, "default", 0.5)),  # on leave since mid-window
+        ({"leave_from": date(2026, 9, 1), "leave_until": date(2026, 9, 10)}, {}, {}, (1.0, "default", 2 / 3)),
+        ({"capacity": 0.5, "leave_from": date(2026, 8, 1), "leave_until": date(2026, 9, 14)}, {}, {},
+         (0.5, "quota file", 0.25)),  # back for the second half
+        ({"leave_from": date(2026, 8, 1)}, {}, {}, (1.0, "default", 0.0)),  # the whole window: not judged
+        ({"leave_from": date(2026, 8, 1), "leave_until": date(2026, 9, 29)}, {}, {}, (1.0, "default", 0.0)),
+        ({"leave_from": date(2026, 9, 30)}, {}, {}, (1.0, "default", 1.0)),  # leave starts today
+        ({"leave_from": date(2026, 1, 1), "leave_until": date(2026, 8, 30)}, {}, {}, (1.0, "default", 1.0)),
+        ({"hired_on": date(2026, 9, 15), "leave_from": date(2026, 9, 20), "leave_until": date(2026, 9, 24)}, {}, {},
+         (1.0, "default", 10 / 30)),  # hired mid-window, then five days off
+        ({"capacity": 0.0}, {}, {}, (0.0, "quota file", 0.0)),
+    ],
+)  # fmt: skip
+def test_capacity_precedence_and_share_of_the_window_worked(
+    rep: dict, weights: dict, settings: dict, expected: tuple[float, str, float]
+) -> None:
+    got = LeadDistribution._capacity(_rep(**rep), Params(weights=weights), CompanySettings(lead_capacity=settings), NOW)
+    assert (got.capacity, got.source) == expected[:2]
+    assert got.weight == pytest.approx(expected[2])
+
+
+@pytest.mark.parametrize(
+    ("ana", "fires"),
+    [
+        ({}, True),  # Ana took 60 of 90 leads with equal capacity
+        ({"lead_capacity": 3.0}, False),  # the quota file says she takes three shares
+        ({"lead_capacity": 3.0, "leave_from": date(2026, 9, 15)}, True),  # ...but she was away half the window
+    ],
+)
+def test_quota_file_capacity_and_leave_reach_the_evaluation(warehouse: Engine, ana: dict, fires: bool) -> None:
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ids = [data.rep(name) for name in ("Ana", "Ben", "Cleo")]
+        _assign(data, {ids[0]: 60, ids[1]: 15, ids[2]: 15})
+        if ana:
+            conn.execute(update(reps).where(reps.c.id == ids[0]).values(**ana))
+    findings = run(warehouse, "lead_distribution", now=NOW).findings
+    assert [f.subject.name for f in findings] == (["Team A"] if fires else [])
+    if fires:
+        (named,) = [x for x in findings[0].details["per_rep"] if x["rep_id"] == ids[0]]
+        assert named["capacity_from"] == ("quota file" if ana else "default")
+        assert "Ana 60 (67% vs" in findings[0].explanation
+        assert ("capacity 3 (quota file, 50% of the window worked)" if ana else "capacity 1 (default)") in (
+            findings[0].explanation
+        )
 
 
 def _cohorts(data: CompanyData, rep: str, current: tuple[int, int], baseline: tuple[int, int]) -> None:
