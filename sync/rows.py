@@ -114,7 +114,12 @@ class StreamTable:
 
 STREAM_TABLES: dict[str, StreamTable] = {
     "exchange_rates": StreamTable(exchange_rates, ExchangeRateRecord),
-    "reps": StreamTable(reps, RepRecord, refs=("team_id", "manager_id"), derived=("hired_on", "hired_on_file")),
+    "reps": StreamTable(
+        reps,
+        RepRecord,
+        refs=("team_id", "manager_id"),
+        derived=("hired_on", "hired_on_file", "lead_capacity", "leave_from", "leave_until"),
+    ),
     "stages": StreamTable(stages, StageRecord, deletable=False),
     "leads": StreamTable(leads, LeadRecord, refs=("owner_id", "converted_opportunity_id")),
     "opportunities": StreamTable(opportunities, OpportunityRecord, refs=("owner_id", "lead_id")),

@@ -285,3 +285,21 @@ def test_a_bad_lead_capacity_or_leave_is_named_and_nothing_changes(
     assert f"quotas.csv:{line.split()[1]}: {message}" in str(info.value)
     with with_reps.connect() as conn:
         assert conn.execute(select(quotas)).all() == []
+
+
+def test_a_rep_synced_again_keeps_the_files_capacity_and_leave(with_reps: Engine, tmp_path: Path) -> None:
+    from sync.rows import STREAM_TABLES
+    from sync.writer import upsert
+
+    spec = STREAM_TABLES["reps"]
+    body = "rep0@example.com,2026-01-01,2026-03-31,1,USD,0.5,2026-02-01,2026-02-14\n"
+    columns = (reps.c.name, reps.c.lead_capacity, reps.c.leave_from, reps.c.leave_until)
+    with with_reps.begin() as conn:
+        load_quota_file(conn, write(tmp_path, body, LEAVE_HEADER), COMPANY, NOW)
+        row = dict(conn.execute(select(reps).where(reps.c.external_id == "0050")).mappings().one())
+        # as the next sync writes the CRM's version of the rep (renamed there)
+        upsert(conn, reps, [row | {"name": "Rep Zero", "lead_capacity": None}], spec.conflict, spec.update_columns,
+               spec.derived)  # fmt: skip
+        assert tuple(conn.execute(select(*columns).where(reps.c.external_id == "0050")).one()) == (
+            "Rep Zero", 0.5, date(2026, 2, 1), date(2026, 2, 14)
+        )  # fmt: skip
