@@ -51,8 +51,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from models.tables import opportunities, quotas, reps
 from rules.asof import alive_at, close_date_at, open_deals_at
-from rules.model import Scope, Warehouse
-from rules.periods import Period, local_day
+from rules.model import Rule, Scope, Warehouse
+from rules.periods import Period, local_day, period_of
 from rules.scoping import pipeline_condition, rep_condition, source_condition
 from rules.verdicts import KindParams
 from rules.win_rates import WinRates, win_rates
@@ -326,6 +326,12 @@ class MeasureParams(KindParams):
     # The projection counts existing deals only: with fewer open deals closing in the period it
     # speaks of deals not created yet, not of the subject, and stays silent.
     min_projection_deals: int = Field(5, ge=1)
+
+
+def measure_current(rule: Rule, warehouse: Warehouse, now: datetime, params: MeasureParams) -> tuple[Period, Standings]:
+    """The rule's fiscal period at ``now`` and its measures: what quota_attainment and pipeline_coverage judge."""
+    period = period_of(params.period, now, warehouse.company)
+    return period, measure_period(warehouse, period, now, rule.scope, params)
 
 
 def measure_period(

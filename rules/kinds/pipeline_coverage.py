@@ -24,10 +24,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from rules.attainment import Measure, MeasureParams, measure_period
+from rules.attainment import Measure, MeasureParams, measure_current
 from rules.findings import Evaluation, Finding, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
-from rules.periods import period_of
 from rules.verdicts import grade, make_finding, plural, tiers
 
 DEFAULT_TIERS = SeverityTiers(warn=3.0, critical=2.0)
@@ -48,8 +47,7 @@ class PipelineCoverage:
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
         params = Params(**rule.params)
         levels = tiers(rule, DEFAULT_TIERS)
-        period = period_of(params.period, now, warehouse.company)
-        measured = measure_period(warehouse, period, now, rule.scope, params)
+        period, measured = measure_current(rule, warehouse, now, params)
         subjects = [(Subject("rep", rep.id, rep.name, rep.team), m) for rep, m in measured.reps.values()]
         if params.teams:
             subjects += [(Subject("team", tid, name, name), m) for tid, (name, m) in measured.teams.items()]

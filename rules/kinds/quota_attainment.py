@@ -38,10 +38,10 @@ from sqlalchemy import select
 
 from models.tables import opportunities
 from rules.asof import open_deals_at
-from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_sizes, measure_period
+from rules.attainment import DealSizes, Measure, MeasureParams, RepInfo, deal_sizes, measure_current, measure_period
 from rules.findings import Evaluation, Finding, Note, SampleRecord, Severity, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
-from rules.periods import Period, period_of
+from rules.periods import Period
 from rules.stage_label import stage_label
 from rules.verdicts import grade, make_finding, plural, tiers
 
@@ -76,8 +76,7 @@ class QuotaAttainment:
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
         params = Params(**rule.params)
         levels = tiers(rule, DEFAULT_TIERS)
-        period = period_of(params.period, now, warehouse.company)
-        current = measure_period(warehouse, period, now, rule.scope, params)
+        period, current = measure_current(rule, warehouse, now, params)
         early = current.elapsed < params.min_elapsed
         previous = measure_period(warehouse, period.previous(), now, rule.scope, params) if early else None
         judge = _Judge(rule, params, levels, warehouse, now, period, current.elapsed)
