@@ -12,12 +12,13 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from scipy.stats import binomtest, chisquare, norm
 from sqlalchemy import Connection, select
 
+from models.settings import CompanySettings
 from models.tables import activities, close_date_changes, leads, opportunities, reps, stage_changes, stages
 from rules.kinds import close_date_slipped as slipped
 from rules.kinds import deal_no_activity as no_activity
@@ -27,6 +28,7 @@ from rules.kinds import lead_response_time as response
 from rules.kinds import stage_conversion_drop as conversion
 from rules.kinds import stalled_stage as stalled
 from rules.model import Rule
+from rules.periods import period_of
 from rules.verdicts import grade, tiers
 
 Verdict = tuple[str, str, float]  # subject id, severity, value
@@ -68,8 +70,8 @@ def _alive(row: Any, t: datetime) -> bool:
 class Funnel:
     """Deal state at T rebuilt from the loaded history."""
 
-    def __init__(self, rows: Rows, t: datetime) -> None:
-        self.rows, self.t = rows, t
+    def __init__(self, rows: Rows, t: datetime, company: CompanySettings) -> None:
+        self.rows, self.t, self.company = rows, t, company
         self.changes_of: dict[str, list[Any]] = defaultdict(list)
         for c in rows.changes:
             self.changes_of[c.opportunity_id].append(c)
@@ -112,13 +114,41 @@ def deal_no_activity(rule: Rule, rows: Rows, funnel: Funnel, t: datetime) -> set
 
 def close_date_slipped(rule: Rule, rows: Rows, funnel: Funnel, t: datetime) -> set[Verdict]:
     params = slipped.Params(**rule.params)
+    period = period_of(params.period, t, funnel.company)
     pushes: dict[str, int] = defaultdict(int)
+    moves: dict[str, list[Any]] = defaultdict(list)
     for p in rows.pushes:
+        moves[p.opportunity_id].append(p)
         if p.changed_at <= t and p.new_date and p.old_date and p.new_date > p.old_date:
             pushes[p.opportunity_id] += 1
+    mine = [d for d, _stage, _entered in funnel.open if d.owner_id in rows.reps]
+    out: set[str] = set()
+    for d in mine:
+        history = sorted(moves.get(d.id, ()), key=lambda c: (c.changed_at, c.id))
+        later = [c for c in history if c.changed_at > t]
+        close = later[0].old_date if later and (d.updated_at or d.synced_at) > t else d.close_date
+        left = [c for c in history if period.start_utc <= c.changed_at <= t and c.old_date and c.new_date
+                and period.start <= c.old_date <= period.end < c.new_date]  # fmt: skip
+        if params.past_period_end and left and close and close > period.end:
+            out.add(d.id)
+    owned: dict[str, int] = defaultdict(int)
+    outs: dict[str, int] = defaultdict(int)
+    for d in mine:
+        owned[d.owner_id] += 1
+        outs[d.owner_id] += d.id in out
+    total_k, total_n = sum(outs.values()), sum(owned.values())
+    counts = set()
+    for owner, n in owned.items():
+        k, rest_n = outs[owner], total_n - n
+        if k < params.min_past_end or rest_n == 0:
+            continue
+        p_rest = (total_k - k) / rest_n
+        p = binomtest(k, n, min(max(p_rest, 1e-9), 1 - 1e-9), alternative="greater").pvalue
+        if k / n - p_rest >= params.past_end_excess and p < params.alpha:
+            counts.add(owner)
     flagged: dict[str, int] = defaultdict(int)
-    for d, _stage, _entered in funnel.open:
-        if d.owner_id in rows.reps and pushes.get(d.id, 0) >= params.min_pushes:
+    for d in mine:
+        if pushes.get(d.id, 0) >= params.min_pushes or (d.id in out and d.owner_id in counts):
             flagged[d.owner_id] += 1
     return _by_owner(rule, flagged, params.min_deals, slipped.CloseDateSlipped.default_tiers)
 
@@ -203,9 +233,19 @@ def lead_distribution(rule: Rule, rows: Rows, _funnel: Funnel, t: datetime) -> s
     teams: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for rep in rows.reps.values():
         if rep.is_active and rep.team_id and _alive(rep, t) and window[rep.id] + before[rep.id] > 0:
-            weight = 1.0  # the default pack sets no capacity weights
-            if rep.hired_on and rep.hired_on > start.date():
-                weight = max(0.0, (t.date() - rep.hired_on).days / params.window_days)
+            named = {k.lower(): v for k, v in params.weights.items()}
+            known = {k.lower(): v for k, v in _funnel.company.lead_capacity.items()}
+            keys = [k.lower() for k in (rep.id, rep.name, rep.email) if k]
+            capacity = next((named[k] for k in keys if k in named), None)
+            capacity = rep.lead_capacity if capacity is None else capacity
+            capacity = next((known[k] for k in keys if k in known), 1.0) if capacity is None else capacity
+            days = [start.date() + timedelta(days=i) for i in range(params.window_days)]
+            away = (rep.leave_from, rep.leave_until or date.max) if rep.leave_from else (date.max, date.max)
+            worked = [
+                day for day in days
+                if (rep.hired_on is None or day >= rep.hired_on) and not away[0] <= day <= away[1]
+            ]  # fmt: skip
+            weight = capacity * len(worked) / params.window_days
             if weight > 0:
                 teams[rep.team_id].append((window[rep.id], weight))
     out = set()
@@ -293,11 +333,13 @@ NAIVE: dict[str, Callable[[Rule, Rows, Funnel, datetime], set[Verdict]]] = {
 }
 
 
-def naive_verdicts(conn: Connection, rules: Iterable[Rule], t: datetime) -> dict[str, set[Verdict]]:
+def naive_verdicts(
+    conn: Connection, rules: Iterable[Rule], t: datetime, company: CompanySettings
+) -> dict[str, set[Verdict]]:
     """Every funnel rule's verdicts, the naive way: one load of all rows, then Python loops."""
     chosen = [r for r in rules if r.kind in NAIVE and r.enabled]
     if not chosen:
         return {}
     rows = Rows.load(conn)
-    funnel = Funnel(rows, t)
+    funnel = Funnel(rows, t, company)
     return {r.id: NAIVE[r.kind](r, rows, funnel, t) for r in chosen}

@@ -164,7 +164,7 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
     def naive() -> dict[str, set]:
         with engine.connect() as conn:
             return {
-                **naive_funnel.naive_verdicts(conn, rules, now),
+                **naive_funnel.naive_verdicts(conn, rules, now, company),
                 **naive_performance.naive_verdicts(conn, rules, now, company),
             }
 
