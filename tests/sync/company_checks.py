@@ -150,7 +150,9 @@ def underived_stage_changes(engine: Engine, crm: str) -> str | None:
     of (changed_at, entered_at), so changes at the same instant (whose order is the id's) compare equal.
     """
     with engine.connect() as conn:
-        created = dict(conn.execute(text("SELECT id, created_at FROM opportunities WHERE source = :crm"), {"crm": crm}))
+        created = dict(
+            conn.execute(text("SELECT id, created_at FROM opportunities WHERE source = :crm"), {"crm": crm}).all()
+        )
         rows = conn.execute(
             text("SELECT opportunity_id, changed_at, entered_at FROM stage_changes WHERE source = :crm"), {"crm": crm}
         ).all()
