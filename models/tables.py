@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 
@@ -189,15 +190,28 @@ stage_changes = Table(
     Column("from_stage", String(255), comment="stages.api_name before; null for the first stage"),
     Column("to_stage", String(255), nullable=False, comment="stages.api_name after"),
     Column("changed_at", UTCDateTime(), nullable=False, comment="when the deal moved, in the CRM"),
+    Column(
+        "entered_at",
+        UTCDateTime(),
+        comment="when the deal entered from_stage: the deal's previous change, or its creation (kept by the sync; "
+        "null until the sync derives it)",
+    ),
     Column("synced_at", UTCDateTime(), nullable=False, comment="when salespulse last wrote this row"),
     Column("deleted_at", UTCDateTime(), comment="set when the deal or this history row was deleted in the CRM"),
     Index(None, "opportunity_id", "changed_at"),
     Index(None, "changed_at"),
     Index(None, "source", "from_stage", "to_stage", "changed_at"),  # moves per pair of stages (win rates)
-    # each change after the one before it on the deal, read in order from the index (time in stage)
+    # each change after the one before it on the deal, read in order from the index (deriving entered_at)
     Index(None, "opportunity_id", "changed_at", "id", "from_stage"),
-    # a trailing window's moves from the index alone (stage conversion)
-    Index(None, "changed_at", "opportunity_id", "from_stage", "to_stage"),
+    # a trailing window's moves and their time in stage from the index alone (stage conversion, stalled stage)
+    Index("ix_stage_changes_window_moves", "changed_at", "opportunity_id", "from_stage", "to_stage", "entered_at"),
+    # changes whose entered_at the sync has still to derive (new or rewritten rows): few, so a small index
+    Index(
+        "ix_stage_changes_underived",
+        "opportunity_id",
+        sqlite_where=text("entered_at IS NULL"),
+        postgresql_where=text("entered_at IS NULL"),
+    ),
     comment="Every stage move of every deal.",
 )
 

@@ -376,7 +376,7 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
                     "deleted_at": clock.instant(deal.deleted) if deal.deleted is not None else None,
                 }
             )
-            previous = None
+            previous, previous_at = None, deal_rows[-1]["created_at"]
             for j, (stage, moment) in enumerate(steps):
                 change_rows.append(
                     {
@@ -387,10 +387,11 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
                         "from_stage": previous,
                         "to_stage": stage["api_name"],
                         "changed_at": moment,
+                        "entered_at": previous_at,  # as the sync derives it
                         "synced_at": at,
                     }
                 )
-                previous = stage["api_name"]
+                previous, previous_at = stage["api_name"], moment
             previous: date | None = None
             for j, push in enumerate(deal.close_date_changes):
                 # 'from' defaults to the previous change's 'to' (for the first: the day of the change)

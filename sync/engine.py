@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, union, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import retry
@@ -492,7 +492,8 @@ class SyncEngine:
 
     # -- derived columns -------------------------------------------------------------
     def _derive(self, source: str, since: datetime, *, first_sync: bool) -> None:
-        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row (the rule queries need them fast);
+        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row and ``entered_at`` on each stage
+        change (the rule queries need them fast);
         re-convert amounts if a rate changed; delete children of deals deleted while their streams ran."""
         with self.engine.begin() as conn:
             cascade_from_deals(conn, source, since, self.clock())
@@ -501,6 +502,7 @@ class SyncEngine:
             if changed:
                 log.info("source=%s re-converted %d amount(s): the exchange rates changed", source, changed)
             _derive_stage_entered(conn, source)
+            _derive_stage_left_entered(conn, source, since)
             _derive_last_activity(conn, source, since)
             apply_file_precedence(conn)
 
@@ -553,6 +555,36 @@ def _derive_stage_entered(conn: Connection, source: str) -> None:
         update(o)
         .where(o.c.source == source, o.c.stage_entered_at.is_(None))
         .values(stage_entered_at=func.coalesce(entered, o.c.created_at))
+    )
+
+
+def _derive_stage_left_entered(conn: Connection, source: str, since: datetime) -> None:
+    """``entered_at`` of every change of the deals with a change not derived yet (written in this run or in a
+    run killed before this step: the upsert writes it null) or written in this run (its creation may have moved).
+
+    Recomputed for all of such a deal's changes, in one window-function pass: a change synced late (older than
+    the deal's latest) moves the ``entered_at`` of the change after it too.
+    """
+    sc, o = stage_changes, opportunities
+    underived = select(sc.c.opportunity_id).where(sc.c.source == source, sc.c.entered_at.is_(None))
+    rewritten = select(o.c.id).where(o.c.source == source, o.c.synced_at >= since)
+    previous = (
+        select(
+            sc.c.id,
+            func.coalesce(
+                func.lag(sc.c.changed_at).over(partition_by=sc.c.opportunity_id, order_by=(sc.c.changed_at, sc.c.id)),
+                o.c.created_at,
+                sc.c.changed_at,  # a change whose deal is not in the warehouse: no time in stage to measure
+            ).label("entered"),
+        )
+        .join_from(sc, o, o.c.id == sc.c.opportunity_id, isouter=True)
+        .where(sc.c.opportunity_id.in_(union(underived, rewritten)))
+        .subquery("previous")
+    )
+    conn.execute(
+        update(sc)
+        .where(sc.c.id == previous.c.id, sc.c.entered_at.is_distinct_from(previous.c.entered))
+        .values(entered_at=previous.c.entered)
     )
 
 

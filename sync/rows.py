@@ -162,6 +162,8 @@ def to_row(spec: StreamTable, record: Record, lookups: Lookups, now: datetime) -
         row["deleted_at"] = None
     if spec.can_be_stale:
         row["quarantine_id"] = None  # a valid version: the row is current again
+    if spec.table is stage_changes:
+        row["entered_at"] = None  # (re)derived by the sync at the end of the run, with the deal's other changes
     for ref in spec.refs:
         if row[ref] is not None:
             row[ref] = warehouse_id(source, row[ref])

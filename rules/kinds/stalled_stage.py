@@ -81,29 +81,18 @@ class StalledStage:
     def _history(self, rule: Rule, warehouse: Warehouse, now: datetime, params: Params) -> dict[tuple, dict[int, int]]:
         """Whole days spent in a stage by each exit in the window, counted per (source, pipeline[, stage])."""
         sc, o = stage_changes, opportunities
-        # Each change with the one before it on the same deal (a window function: one ordered pass;
-        # a correlated lookup per exit took three times as long on PostgreSQL).
-        ordered = (
-            select(
-                sc.c.opportunity_id,
-                sc.c.from_stage,
-                sc.c.changed_at,
-                func.lag(sc.c.changed_at)
-                .over(partition_by=sc.c.opportunity_id, order_by=(sc.c.changed_at, sc.c.id))
-                .label("previous_at"),
-            )
-            .where(sc.c.changed_at <= now)
-            .subquery()
-        )
-        bucket = whole_days_between(func.coalesce(ordered.c.previous_at, o.c.created_at), ordered.c.changed_at)
-        keys = [o.c.source, o.c.pipeline] + ([ordered.c.from_stage] if params.baseline == "stage" else [])
+        # When the deal entered the stage it left is kept on each change by the sync (a window function over
+        # all history at every evaluation was the rule's cost); the window's exits come from one index.
+        bucket = whole_days_between(sc.c.entered_at, sc.c.changed_at)
+        keys = [o.c.source, o.c.pipeline] + ([sc.c.from_stage] if params.baseline == "stage" else [])
         exits = (
             select(*keys, bucket.label("bucket"))
-            .join_from(ordered, o, o.c.id == ordered.c.opportunity_id)
+            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
             .join(reps, reps.c.id == o.c.owner_id)
             .where(
-                ordered.c.from_stage.is_not(None),
-                ordered.c.changed_at > now - timedelta(days=params.history_days),
+                sc.c.from_stage.is_not(None),
+                sc.c.changed_at > now - timedelta(days=params.history_days),
+                sc.c.changed_at <= now,
                 alive_at(o, now),
                 deal_condition(rule.scope, o, reps),
             )

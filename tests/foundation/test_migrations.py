@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select, update
 
 from models.database import alembic_config, head_revision, make_engine, open_warehouse, schema_version, upgrade_head
-from models.tables import metadata, sync_state
+from models.tables import metadata, opportunities, stage_changes, sync_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +77,35 @@ def test_instants_come_back_aware_and_in_utc(warehouse: Engine) -> None:
 def test_naive_datetime_is_refused(warehouse: Engine) -> None:
     with pytest.raises(Exception, match="naive datetime"), warehouse.begin() as conn:
         conn.execute(insert(sync_state).values(source="s", stream="x", updated_at=datetime(2026, 1, 1)))  # noqa: DTZ001
+
+
+def test_0010_backfills_when_each_stage_change_entered_its_stage_as_the_sync_derives_it(warehouse_url: str) -> None:
+    from sync.engine import _derive_stage_left_entered
+
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    engine = make_engine(warehouse_url)
+    command.upgrade(alembic_config(engine), "0009")
+    deal = {"source": "salesforce", "pipeline": "default", "stage": "B", "is_closed": False, "is_won": False,
+            "synced_at": t0}  # fmt: skip
+    # (id, deal, from, to, day changed); d3 is not in the warehouse (its stage changes still are)
+    changes = [("c2", "d1", "B", "C", 9), ("c1", "d1", "A", "B", 4), ("c3", "d1", "C", "B", 9),
+               ("c4", "d2", "A", "B", 2), ("c5", "d3", "A", "B", 7)]  # fmt: skip
+    with engine.begin() as conn:
+        for i, day in (("d1", 1), ("d2", 0)):
+            conn.execute(insert(opportunities).values(id=i, external_id=i, created_at=t0 + timedelta(days=day), **deal))
+        for i, deal_id, before, after, day in changes:
+            conn.execute(insert(stage_changes).values(id=i, source="salesforce", external_id=i, opportunity_id=deal_id,
+                                                      from_stage=before, to_stage=after,
+                                                      changed_at=t0 + timedelta(days=day), synced_at=t0))  # fmt: skip
+    upgrade_head(engine)
+    entered = select(stage_changes.c.id, stage_changes.c.entered_at).order_by(stage_changes.c.id)
+    with engine.connect() as conn:
+        migrated = dict(conn.execute(entered).all())
+    # c2 and c3 share an instant: the one first in id order entered at c1, the other at c2
+    want = {"c1": 1, "c2": 4, "c3": 9, "c4": 0, "c5": 7}
+    assert migrated == {i: t0 + timedelta(days=day) for i, day in want.items()}
+    with engine.begin() as conn:
+        conn.execute(update(stage_changes).values(entered_at=None))
+        _derive_stage_left_entered(conn, "salesforce", t0)
+        assert dict(conn.execute(entered).all()) == migrated
+    engine.dispose()

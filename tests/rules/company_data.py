@@ -139,8 +139,8 @@ class CompanyData:
             )
         )
         changes = [
-            self._row(deal_id, "sc", from_stage=a, to_stage=b, changed_at=self.at(d))
-            for (a, _), (b, d) in itertools.pairwise(path)
+            self._row(deal_id, "sc", from_stage=a, to_stage=b, changed_at=self.at(d), entered_at=self.at(entered_a))
+            for (a, entered_a), (b, d) in itertools.pairwise(path)
         ]
         if changes:
             self.conn.execute(insert(stage_changes), changes)

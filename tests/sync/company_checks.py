@@ -134,12 +134,40 @@ def differences(engine: Engine, store: Store, truth: GroundTruth, crm: str, tabl
     want = Counter(expected_rows(store, truth, crm, table))
     got = Counter(actual(engine, crm, table))
     if want == got:
-        return None
+        return underived_stage_changes(engine, crm) if table == "stage_changes" else None
     twice = sum(n - 1 for row, n in got.items() if n > 1)
     return (
         f"{crm} {table}: {sum((want - got).values())} missing, {sum((got - want).values())} extra or stale "
         f"({twice} stored more than once); e.g. missing {list(want - got)[:2]}, extra {list(got - want)[:2]}"
     )
+
+
+def underived_stage_changes(engine: Engine, crm: str) -> str | None:
+    """None when every stage change's ``entered_at`` is what the sync must derive, else the deals where not.
+
+    Recomputed here from the warehouse's own rows, in Python: per deal in time order, a change entered its
+    ``from_stage`` at the change before it, the first at the deal's creation. Compared per deal as a multiset
+    of (changed_at, entered_at), so changes at the same instant (whose order is the id's) compare equal.
+    """
+    with engine.connect() as conn:
+        created = dict(
+            conn.execute(text("SELECT id, created_at FROM opportunities WHERE source = :crm"), {"crm": crm}).all()
+        )
+        rows = conn.execute(
+            text("SELECT opportunity_id, changed_at, entered_at FROM stage_changes WHERE source = :crm"), {"crm": crm}
+        ).all()
+    by_deal: dict[str, list[tuple[str, str | None]]] = {}
+    for deal, changed, entered in rows:
+        by_deal.setdefault(deal, []).append((_instant(changed), _instant(entered)))
+    wrong = []
+    for deal, got in by_deal.items():
+        times = sorted(changed for changed, _ in got)
+        previous = [_instant(created[deal]) if deal in created else times[0], *times[:-1]]
+        if sorted(got) != sorted(zip(times, previous, strict=True)):
+            wrong.append(deal)
+    if not wrong:
+        return None
+    return f"{crm} stage_changes: entered_at wrong on {len(wrong)} of {len(by_deal)} deals, e.g. {sorted(wrong)[:3]}"
 
 
 def actual(engine: Engine, source: str, table: str) -> list[tuple[Any, ...]]:

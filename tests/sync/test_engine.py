@@ -552,3 +552,42 @@ def test_a_stream_serving_an_older_stamp_fails_and_keeps_its_cursor(
         cursor = conn.execute(select(sync_state.c.cursor).where(sync_state.c.stream == "opportunities")).scalar_one()
     assert Cursor.from_json(cursor) == Cursor(at(7), frozenset({"d2"}))
     assert count(warehouse, opportunities) == 2  # nothing of the bad batch
+
+
+def move(name: str, before: str | None, after: str, minute: int, *, synced: int | None = None) -> StageChangeRecord:
+    """A stage change at ``minute``; ``synced``: the minute the CRM serves it (a late or re-read change)."""
+    when = at(synced if synced is not None else minute)
+    return StageChangeRecord(
+        external_id=name, opportunity_id="d1", from_stage=before, to_stage=after, changed_at=at(minute), updated_at=when
+    )
+
+
+ENTERED_CASES = {
+    # name: (first sync's changes, second sync's changes, second sync's deal or None, expected entered_at minutes)
+    "in order": ([move("h1", "Prospecting", "Proposal", 4), move("h2", "Proposal", "Closed Won", 9)], [], None,
+                 {"h1": 0, "h2": 4}),
+    "a change synced late moves the one after it": (
+        [move("h1", "Prospecting", "Closed Won", 9)], [move("h0", "Prospecting", "Proposal", 4, synced=30)], None,
+        {"h0": 0, "h1": 4}),
+    "a change re-read with a new time": (
+        [move("h1", "Prospecting", "Proposal", 4), move("h2", "Proposal", "Closed Won", 9)],
+        [move("h1", "Prospecting", "Proposal", 6, synced=30)], None, {"h1": 0, "h2": 6}),
+    "the deal's creation moved": (
+        [move("h1", "Prospecting", "Proposal", 4), move("h2", "Proposal", "Closed Won", 9)], [],
+        deal(1, 30).model_copy(update={"created_at": at(-5)}), {"h1": -5, "h2": 4}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ENTERED_CASES)
+def test_each_stage_change_keeps_when_the_deal_entered_the_stage_it_left(
+    warehouse: Engine, settings: Settings, clock, case: str
+) -> None:
+    first, second, changed_deal, want = ENTERED_CASES[case]
+    engine = SyncEngine(warehouse, settings, clock)
+    engine.sync_source(ScriptedConnector(*base_streams([[deal(1, 5)]]), ListStream("stage_changes", [first])))
+    clock.advance(timedelta(minutes=1))
+    deals = [[changed_deal]] if changed_deal else [[]]
+    engine.sync_source(ScriptedConnector(*base_streams(deals), ListStream("stage_changes", [second])))
+    with warehouse.connect() as conn:
+        got = dict(conn.execute(select(stage_changes.c.external_id, stage_changes.c.entered_at)).all())
+    assert got == {name: at(minute) for name, minute in want.items()}
