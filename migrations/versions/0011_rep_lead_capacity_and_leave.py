@@ -1,7 +1,7 @@
 """reps' lead capacity and leave period, from the quota file (lead_distribution's weights)
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02 02:30:00
 
 Nothing to backfill: the columns hold what the quota file says, and the file is read again at
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
