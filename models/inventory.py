@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from models.database import head_revision, schema_version
 from models.tables import (
+    DERIVED_SINCE,
     RATES_APPLIED,
     activities,
     daemon_instances,
@@ -85,7 +86,7 @@ def warehouse_status(engine: Engine, fx_rates: Mapping[str, Decimal] | None = No
         streams: dict[tuple[str, str], StreamStatus] = {}
         for source, stream, cursor in conn.execute(
             select(sync_state.c.source, sync_state.c.stream, sync_state.c.cursor).where(
-                sync_state.c.stream != RATES_APPLIED
+                sync_state.c.stream.not_in((RATES_APPLIED, DERIVED_SINCE))
             )
         ):
             streams[(source, stream)] = StreamStatus(source, stream, cursor=cursor)

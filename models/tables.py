@@ -304,6 +304,9 @@ exchange_rates = Table(
 # A sync_state row (per source) that is not a stream: the rates the stored amounts were last
 # converted with, so a changed rate re-converts them once.
 RATES_APPLIED = "exchange_rates.applied"
+# Another: the start of the last run whose derived columns were computed (ISO instant), so the next run
+# derives everything written since then, including what a run cut off before that step stored.
+DERIVED_SINCE = "derived.since"
 
 sync_state = Table(
     "sync_state",

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -40,6 +40,7 @@ from models.logs import RedactSecrets
 from models.records import Record
 from models.settings import Settings
 from models.tables import (
+    DERIVED_SINCE,
     activities,
     exchange_rates,
     opportunities,
@@ -73,6 +74,7 @@ from sync.writer import (
 )
 
 log = logging.getLogger("salespulse.sync")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _ERROR_CHARS = 2000  # of an unexpected exception's text kept in sync_runs.error
 
@@ -491,11 +493,21 @@ class SyncEngine:
             )
 
     # -- derived columns -------------------------------------------------------------
-    def _derive(self, source: str, since: datetime, *, first_sync: bool) -> None:
+    def _derive(self, source: str, started_at: datetime, *, first_sync: bool) -> None:
         """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row and ``entered_at`` on each stage
         change (the rule queries need them fast);
-        re-convert amounts if a rate changed; delete children of deals deleted while their streams ran."""
+        re-convert amounts if a rate changed; delete children of deals deleted while their streams ran.
+
+        Over the rows written since the last run that got this far, not only this run's: a run cut off
+        before this step (killed, interrupted) stored pages its successor does not read again (the cursor
+        moved past them), so only this watermark, saved in the same transaction, brings them in.
+        """
         with self.engine.begin() as conn:
+            stored = conn.execute(
+                select(sync_state.c.cursor).where(sync_state.c.source == source, sync_state.c.stream == DERIVED_SINCE)
+            ).scalar_one_or_none()
+            # No watermark on a warehouse with rows: an older version's, or a first sync cut off; derive all once.
+            since = min(started_at, datetime.fromisoformat(stored)) if stored else started_at if first_sync else EPOCH
             cascade_from_deals(conn, source, since, self.clock())
             book = RateBook.load(conn, self.settings.company)
             changed = reconvert(conn, source, book, self.clock(), all_new=first_sync)
@@ -505,6 +517,7 @@ class SyncEngine:
             _derive_stage_left_entered(conn, source, since)
             _derive_last_activity(conn, source, since)
             apply_file_precedence(conn)
+            save_cursor(conn, source, DERIVED_SINCE, started_at.isoformat(), self.clock())
 
 
 def next_startable(targets: list[str], waiting: list[int], running: Iterable[int]) -> int | None:

@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 
+from models.tables import activities, opportunities
 from sandbox.company import GroundTruth
 from sandbox.store import Store
 
@@ -134,7 +135,8 @@ def differences(engine: Engine, store: Store, truth: GroundTruth, crm: str, tabl
     want = Counter(expected_rows(store, truth, crm, table))
     got = Counter(actual(engine, crm, table))
     if want == got:
-        return underived_stage_changes(engine, crm) if table == "stage_changes" else None
+        derived = {"stage_changes": underived_stage_changes, "activities": stale_last_activity}.get(table)
+        return derived(engine, crm) if derived else None
     twice = sum(n - 1 for row, n in got.items() if n > 1)
     return (
         f"{crm} {table}: {sum((want - got).values())} missing, {sum((got - want).values())} extra or stale "
@@ -168,6 +170,32 @@ def underived_stage_changes(engine: Engine, crm: str) -> str | None:
     if not wrong:
         return None
     return f"{crm} stage_changes: entered_at wrong on {len(wrong)} of {len(by_deal)} deals, e.g. {sorted(wrong)[:3]}"
+
+
+def stale_last_activity(engine: Engine, crm: str) -> str | None:
+    """None when every deal with activities carries the latest of them as ``last_activity_at``, else which not.
+
+    The sync derives it from the activities it stored; the CRM's own field (a day, on Salesforce) is only
+    the fallback for a deal with none. A run killed after storing activities but before deriving must not
+    leave the deal with the CRM's value.
+    """
+    o, a = opportunities, activities
+    latest = (
+        select(a.c.opportunity_id, func.max(a.c.occurred_at).label("latest"))
+        .where(a.c.source == crm, a.c.deleted_at.is_(None), a.c.opportunity_id.is_not(None))
+        .group_by(a.c.opportunity_id)
+        .subquery()
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(o.c.id, o.c.last_activity_at, latest.c.latest)
+            .join(latest, latest.c.opportunity_id == o.c.id)
+            .where(o.c.source == crm)
+        ).all()
+    wrong = sorted(deal for deal, got, want in rows if _instant(got) != _instant(want))
+    if not wrong:
+        return None
+    return f"{crm} opportunities: last_activity_at stale on {len(wrong)} of {len(rows)} deals, e.g. {wrong[:3]}"
 
 
 def actual(engine: Engine, source: str, table: str) -> list[tuple[Any, ...]]:

@@ -23,7 +23,7 @@ from connectors.base import Connector, Deleted, Item, Stream, StreamContext
 from connectors.errors import StreamFailed
 from connectors.retry import KEEPALIVE_S, RetryPolicy
 from models.clock import FixedClock, utc_now
-from models.records import OpportunityRecord, QuotaRecord, RepRecord, StageChangeRecord, StageRecord
+from models.records import ActivityRecord, OpportunityRecord, QuotaRecord, RepRecord, StageChangeRecord, StageRecord
 from models.settings import CompanySettings, Settings
 from models.tables import opportunities, quarantine, reps, stage_changes, sync_locks, sync_runs, sync_state
 from sync import workers
@@ -591,3 +591,29 @@ def test_each_stage_change_keeps_when_the_deal_entered_the_stage_it_left(
     with warehouse.connect() as conn:
         got = dict(conn.execute(select(stage_changes.c.external_id, stage_changes.c.entered_at)).all())
     assert got == {name: at(minute) for name, minute in want.items()}
+
+
+def test_a_run_cut_off_before_its_derived_columns_has_them_derived_by_the_next(
+    warehouse: Engine, settings: Settings, clock
+) -> None:
+    """The derived columns cover everything written since the last run that derived them, not since this run's
+    start: a run stopped after storing a page (Ctrl-C here; SIGKILL or a lost connection alike) never derives,
+    and the next run re-reads nothing of what it stored (the cursor moved past it)."""
+    settings.sync.workers, settings.sync.batch_size = 1, 1
+    call = ActivityRecord(external_id="a1", type="call", opportunity_id="d1", occurred_at=at(20), updated_at=at(20))
+    late = StageChangeRecord(external_id="h1", opportunity_id="d1", from_stage="Prospecting", to_stage="Proposal",
+                             changed_at=at(25), updated_at=at(25))  # fmt: skip
+    engine = SyncEngine(warehouse, settings, clock)
+    cut_off = [
+        BuggyStream("stage_changes", [[late]], KeyboardInterrupt()),
+        BuggyStream("activities", [[call]], KeyboardInterrupt()),
+    ]
+    for stream in cut_off:
+        with pytest.raises(KeyboardInterrupt):
+            engine.sync_source(ScriptedConnector(*base_streams([[deal(1, 5)]]), stream))
+        clock.advance(timedelta(minutes=1))
+    engine.sync_source(ScriptedConnector(*base_streams([[]]), ListStream("activities", [[]])))
+    with warehouse.connect() as conn:
+        last_activity = conn.execute(select(opportunities.c.last_activity_at)).scalar_one()
+        entered = conn.execute(select(stage_changes.c.entered_at)).scalar_one()
+    assert (last_activity, entered) == (at(20), at(0))
