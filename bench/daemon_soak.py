@@ -105,6 +105,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--debug-memory", type=float, metavar="MINUTES", help="run the daemon with --debug-memory MINUTES (slower)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="salespulse-soak-"))
     url, schema = database_url(args.database, folder)
@@ -129,8 +132,9 @@ def main() -> int:
             "SALESPULSE_HUBSPOT__TIMEOUT_S": "3",
         }
         log_path = folder / "daemon.log"
+        extra = ["--debug-memory", str(args.debug_memory)] if args.debug_memory else []
         daemon = subprocess.Popen(
-            [sys.executable, str(ROOT / "service.py"), "run"],
+            [sys.executable, str(ROOT / "service.py"), "run", *extra],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -206,6 +210,7 @@ def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes
         kind = job["job"].split(":")[0]
         by_job.setdefault(kind, {}).setdefault(job["status"], 0)
         by_job[kind][job["status"]] += 1
+    first = [s for s in samples if s[0] < samples[-1][0] / 2] if samples else []
     half = [s for s in samples if s[0] >= samples[-1][0] / 2] if samples else []
     syncs_per_source = by_job.get("sync", {}).get("ok", 0) / 2
     return {
@@ -222,7 +227,9 @@ def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes
         "rss_mb_first": round(samples[0][1], 1) if samples else None,
         "rss_mb_last": round(samples[-1][1], 1) if samples else None,
         "rss_mb_peak": round(max(v for _, v in samples), 1) if samples else None,
+        "rss_mb_per_minute_first_half": round(slope_per_minute(first), 2),
         "rss_mb_per_minute_second_half": round(slope_per_minute(half), 2),
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
         "exit_code": code,
         "stop_seconds": round(stop_s, 2),
         "error_lines": sum(1 for line in lines if line.get("level") == "ERROR"),
