@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug-memory",
         type=float,
         metavar="MINUTES",
-        help="diagnostic: every MINUTES log the RSS and what grew (tracemalloc sites, gc object counts)",
+        help="diagnostic: every MINUTES log the RSS, the C heap, SQLite's memory and the object types that grew "
+        "(with PYTHONTRACEMALLOC=8 also the allocation sites; see daemon/memory.py)",
     )
 
     p = sub.add_parser("sandbox", help="start fake Salesforce, HubSpot and Slack servers with a generated company")

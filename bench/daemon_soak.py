@@ -15,8 +15,8 @@ the outbox every second and the digest every 30 s. While it runs, this script:
 
 At the end it stops the daemon with SIGTERM and checks: exit 0 within the bound, every
 notification the outbox holds was sent (nothing lost), no notification reached Slack twice
-(the message metadata carries its id), and the RSS trend of the second half (MB per minute,
-least squares) next to first, last and peak RSS. Not part of CI's time budget.
+(the message metadata carries its id; a digest chart's file name), and the RSS trend of the second half (MB per minute,
+least squares) next to first, last and peak RSS and one sample a minute. Not part of CI's time budget.
 """
 
 from __future__ import annotations
@@ -200,9 +200,17 @@ def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes
             conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all()
         )
         runs = dict(conn.execute(select(sync_runs.c.status, func.count()).group_by(sync_runs.c.status)).all())
-        queued = conn.execute(select(notifications.c.id).where(notifications.c.kind != "update")).scalars().all()
+        queued = (
+            conn.execute(select(notifications.c.id).where(notifications.c.kind.not_in(("update", "chart"))))
+            .scalars()
+            .all()
+        )
+        charts = conn.execute(select(notifications.c.id).where(notifications.c.kind == "chart")).scalars().all()
     engine.dispose()
     posted = [m.metadata["event_payload"]["id"] for m in box.slack.messages() if m.metadata]
+    # a digest's chart is a file share (no metadata): its file is named after its row
+    posted += [f.filename.split("-")[1] for m in box.slack.messages() for f in m.files]
+    queued = [*queued, *charts]
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     jobs = [line for line in lines if line.get("event") == "job"]
     by_job: dict[str, dict[str, int]] = {}
@@ -230,6 +238,7 @@ def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes
         "rss_mb_per_minute_first_half": round(slope_per_minute(first), 2),
         "rss_mb_per_minute_second_half": round(slope_per_minute(half), 2),
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "rss_mb_by_minute": [round(v) for t, v in samples if int(t) % 60 < 5],
         "exit_code": code,
         "stop_seconds": round(stop_s, 2),
         "error_lines": sum(1 for line in lines if line.get("level") == "ERROR"),
