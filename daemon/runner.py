@@ -44,7 +44,7 @@ from models.clock import Clock
 from models.errors import ConfigError, SalespulseError
 from models.settings import Settings, load_settings
 from models.tables import daemon_instances
-from rules.schedule import cron_trigger
+from rules.schedule import cron_trigger, scheduled_time
 
 log = logging.getLogger("salespulse.daemon")
 
@@ -137,16 +137,10 @@ class Daemon:
         self.add_job("digest", "digest", digest, partial(self._digest, digest))
 
     def _digest(self, trigger: Any) -> Outcome:
-        """The digest for the scheduled time this run is for: the latest fire time up to now within
-        the misfire grace (APScheduler runs a job no later than that, and coalesces missed runs into the
-        latest). A digest Slack refused or could not take waits in the outbox, which retries it."""
+        """The digest for the scheduled time this run is for (:func:`scheduled_time`). A digest Slack
+        refused or could not take waits in the outbox, which retries it."""
         now = self.clock().astimezone(self.scheduler.timezone)
-        grace = timedelta(seconds=self.service.misfire_grace_s)
-        fire, period = trigger.get_next_fire_time(None, now - grace), None
-        while fire is not None and fire <= now:
-            period = fire
-            fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-        return self.jobs.digest(period)
+        return self.jobs.digest(scheduled_time(trigger, now, timedelta(seconds=self.service.misfire_grace_s)))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> int:
