@@ -60,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate as of 2026-03-31T09:00:00Z, or a date (00:00 company time)",
     )
 
-    sub.add_parser("run", help="the daemon: scheduled syncs and rule checks until SIGTERM/SIGINT")
+    p = sub.add_parser("run", help="the daemon: scheduled syncs and rule checks until SIGTERM/SIGINT")
+    p.add_argument(
+        "--debug-memory",
+        type=float,
+        metavar="MINUTES",
+        help="diagnostic: every MINUTES log the RSS, the C heap, SQLite's memory and the object types that grew "
+        "(with PYTHONTRACEMALLOC=8 also the allocation sites; see daemon/memory.py)",
+    )
 
     p = sub.add_parser("sandbox", help="start fake Salesforce, HubSpot and Slack servers with a generated company")
     p.add_argument("--scale", default="small", choices=["small", "medium", "large"])
@@ -280,6 +287,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from functools import partial
 
     from connectors.registry import enabled_sources
+    from daemon.memory import MemoryReport, bound_malloc_arenas
     from daemon.rulejobs import load_and_schedule, watched_rule_files
     from daemon.runner import Daemon
     from daemon.watch import Watched
@@ -291,7 +299,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log.level, settings.secret_values(), style="readable" if sys.stderr.isatty() else "json")
     if settings.log.level != "DEBUG":
         logging.getLogger("salespulse.sync").setLevel(logging.WARNING)  # the job's line carries the totals
+    bound_malloc_arenas()  # before any job thread exists: see daemon/memory.py
     daemon = Daemon(open_warehouse(settings.database.url), settings, enabled_sources(settings), utc_now)
+    if args.debug_memory:
+        MemoryReport(args.debug_memory * 60, daemon.stop).start()
     rule_paths = settings.rules.paths
     daemon.watch(
         Watched("rule files", lambda: watched_rule_files(rule_paths), partial(load_and_schedule, daemon)),
@@ -432,7 +443,8 @@ def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.digest import plan_digests, post_digest
+    from alerts.digest import plan_digests, queue_digests
+    from alerts.outbox import flush, pacing_for
     from alerts.report import open_alerts
     from alerts.slack import SlackTransport
     from alerts.terminal import print_messages
@@ -453,8 +465,16 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
         chart = " (+ attainment-vs-pace chart)" if settings.slack.digest_chart else ""
         print_messages(((d.channel, d.message.as_json(), chart) for d in digests), console())
         return 0
-    n = post_digest(digests, SlackTransport.from_settings(settings.slack), settings.secret_values())
-    print(f"digest posted to {n} channel(s): {', '.join(d.channel for d in digests)}")
+    queue_digests(engine, digests, now, period=None, secrets=settings.secret_values())
+    delivered = flush(engine, SlackTransport.from_settings(settings.slack), now, pacing_for(settings.slack))
+    if delivered.stopped or delivered.failed:
+        print(
+            f"digest queued for {len(digests)} channel(s); not all delivered: "
+            f"{delivered.stopped or '; '.join(delivered.errors)} (the daemon's outbox retries; see `status`)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"digest posted to {len(digests)} channel(s): {', '.join(d.channel for d in digests)}")
     return 0
 
 
@@ -538,7 +558,7 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
     import time
     from datetime import datetime
 
-    from alerts.digest import plan_digests, post_digest
+    from alerts.digest import plan_digests, queue_digests
     from alerts.outbox import flush, pacing_for
     from alerts.pipeline import process
     from alerts.report import open_alerts
@@ -580,7 +600,8 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
         digests = plan_digests(
             where, open_alerts(engine), settings.slack, team_weight=settings.slack.digest_team_weight
         )
-        post_digest(digests, slack, settings.secret_values())
+        queue_digests(engine, digests, now, period=None, secrets=settings.secret_values())
+        posted = flush(engine, slack, now, pacing_for(settings.slack))
         out.print(f"delivered {delivered.sent} alert message(s) and {len(digests)} digest(s) to the sandbox Slack\n")
         shown = show_slack(box.slack, out, workdir)
         summary(
@@ -594,7 +615,7 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
             seconds=time.monotonic() - started,
         )
         failed = [e.rule_id for e in evaluations if e.error]
-        return code or (1 if failed or delivered.stopped else 0)
+        return code or (1 if failed or delivered.stopped or posted.stopped else 0)
     finally:
         box.stop()
 

@@ -5,20 +5,31 @@ read weekly, alerts are events. Individual and team attainment are both shown, w
 blended figure a compensation plan pays on (``slack.digest_team_weight``, 25 % team by
 default), because a rep is paid on both. The chart (attainment against the pace line per rep)
 is drawn with matplotlib's Agg backend (no display needed) and uploaded with files_upload_v2.
+Both go through the durable outbox (:func:`queue_digests`), as alerts do: a leader killed
+mid-digest neither loses it nor posts it twice.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from alerts.blocks import MAX_BLOCKS, SECTION_LIMIT, Message, escape, format_value
-from alerts.slack import SlackTransport
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import IntegrityError
+
+from alerts.blocks import MAX_BLOCKS, SECTION_LIMIT, Message, escape, format_value, redact
 from models.settings import SlackSettings
+from models.tables import notifications
 from rules.findings import Standing, StandingRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -204,18 +215,44 @@ def plan_digests(
     ]
 
 
-def post_digest(digests: Sequence[Digest], transport: SlackTransport, secrets: Sequence[str] = ()) -> int:
-    """Post each digest (and its chart); the number posted. Not through the outbox: a lost digest is re-run."""
-    from alerts.blocks import redact
+CHART_FILENAME = "attainment-vs-pace.png"
+CHART_TITLE = "Attainment vs pace per rep"
 
+
+def queue_digests(
+    engine: Engine, digests: Sequence[Digest], now: datetime, *, period: str | None, secrets: Sequence[str] = ()
+) -> list[int]:
+    """Put each digest in the outbox (its chart a reply row in its thread); the new digest rows' ids.
+
+    The outbox then posts it with the alerts' guarantees: the row id in the message metadata,
+    ``sending`` before the post and ``sent`` after Slack's ok, the history read before any re-post.
+    The chart is uploaded only once the message is sent, in its thread, as its own row. ``period``
+    (the scheduled time of a daemon-run digest) makes queuing idempotent: a channel that already has
+    a digest for the period (an earlier run, another leader) gets none more. A hand-run digest has
+    none and is always queued.
+    """
+    queued: list[int] = []
     for digest in digests:
-        payload = redact(digest.message.as_json(), secrets)
-        transport.post(digest.channel, payload, notification_id=None)
-        if digest.chart is not None:
-            transport.upload_png(
-                digest.channel,
-                digest.chart,
-                filename="attainment-vs-pace.png",
-                title="Attainment vs pace per rep",
-            )
-    return len(digests)
+        try:
+            with engine.begin() as conn:
+                row = {"channel": digest.channel, "status": "pending", "attempts": 0}
+                row |= {"next_attempt_at": now, "created_at": now}
+                payload = json.dumps(redact(digest.message.as_json(), secrets), ensure_ascii=False)
+                digest_id = conn.execute(
+                    insert(notifications).values(kind="digest", payload=payload, digest_period=period, **row)
+                ).inserted_primary_key[0]
+                if digest.chart is not None:
+                    chart = {"filename": CHART_FILENAME, "title": CHART_TITLE}
+                    chart["png_base64"] = base64.b64encode(digest.chart).decode()
+                    conn.execute(
+                        insert(notifications).values(
+                            kind="chart", payload=json.dumps(chart), thread_of=digest_id, **row
+                        )
+                    )
+        except IntegrityError:
+            if period is None:
+                raise
+            log.info("digest for %s at %s already queued; not queued again", digest.channel, period)
+            continue
+        queued.append(digest_id)
+    return queued

@@ -8,9 +8,13 @@ A process killed between 2 and 3 leaves the row ``sending``; so does a timeout o
 which Slack may or may not have posted. Before posting such a row again, :func:`flush` reads the
 channel's history since the attempt (``conversations.history`` / ``conversations.replies`` with
 ``include_all_metadata``) and, when the id is there, records that message instead of posting a
-second one. A row Slack refused for good (unknown or archived channel, bot not invited) is
-``failed`` with the fix in ``last_error``; a refusal of the whole workspace (bad token, missing
-scope) stops the run and keeps every row for after the fix. Outages back off across runs.
+second one. The digest is a row like any (``kind = 'digest'``); its chart a reply row (``chart``)
+uploaded into the digest's thread once the digest is sent, named after its row id so that an
+upload whose answer was lost is found in the thread (a file share carries no metadata).
+
+A row Slack refused for good (unknown or archived channel, bot not invited) is ``failed`` with
+the fix in ``last_error``; a refusal of the whole workspace (bad token, missing scope) stops
+the run and keeps every row for after the fix. Outages back off across runs.
 
 One sender at a time (the daemon and a hand-run ``check`` may overlap): the sender holds the
 ``slack-outbox`` row of ``sync_locks``, taken over from a dead process at once and from a
@@ -20,6 +24,7 @@ unknown, both miss it in the history, and both post it.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -30,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, and_, func, or_, select, update
 
-from alerts.slack import SlackRefused, SlackTransport, SlackUnavailable
+from alerts.slack import Posted, SlackRefused, SlackTransport, SlackUnavailable
 from models.settings import SlackSettings
 from models.tables import notifications
 from sync.lock import SyncLocked, heartbeat, source_lock
@@ -154,7 +159,11 @@ def _send_one(
             result.updated += 1
             return
         if unknown:
-            found = slack.find_posted(channel, row.id, since=row.attempted_at - HISTORY_MARGIN, thread_ts=thread_ts)
+            since = row.attempted_at - HISTORY_MARGIN
+            if row.kind == "chart":
+                found = slack.find_upload(channel, _chart_name(row.id, payload), since=since, thread_ts=thread_ts)
+            else:
+                found = slack.find_posted(channel, row.id, since=since, thread_ts=thread_ts)
             if found is not None:
                 _finish(
                     engine, row.id, status="sent", sent_at=now, slack_channel_id=found.channel_id, slack_ts=found.ts
@@ -175,9 +184,22 @@ def _send_one(
                 )
             )
         unknown = True
-        posted = slack.post(channel, payload, notification_id=row.id, thread_ts=thread_ts)
+        if row.kind == "chart":
+            slack.upload_png(
+                channel,
+                base64.b64decode(payload["png_base64"]),
+                filename=_chart_name(row.id, payload),
+                title=payload["title"],
+                thread_ts=thread_ts,
+            )
+            # files.completeUploadExternal answers with the file, not the message that shares it
+            posted = Posted(slack.channel_id(channel), thread_ts or "")
+        else:
+            posted = slack.post(channel, payload, notification_id=row.id, thread_ts=thread_ts)
         last_post[channel] = pacing.monotonic()
-        _finish(engine, row.id, status="sent", sent_at=now, slack_channel_id=posted.channel_id, slack_ts=posted.ts)
+        _finish(
+            engine, row.id, status="sent", sent_at=now, slack_channel_id=posted.channel_id, slack_ts=posted.ts or None
+        )
         result.sent += 1
     except SlackRefused as refused:
         message = f"notification {row.id} to {channel}: {refused}"
@@ -207,6 +229,12 @@ def _send_one(
         log.warning("notification=%d to %s: %s; next attempt in %.0f s", row.id, channel, outage, delay)
         result.retrying += 1
         raise _Stop(str(outage)) from None
+
+
+def _chart_name(notification_id: int, payload: dict[str, Any]) -> str:
+    """The uploaded file's name, which carries the row id: a file share has no metadata, and an upload
+    whose answer was lost is looked for by this name before uploading again."""
+    return f"salespulse-{notification_id}-{payload['filename']}"
 
 
 def _pace(channel: str, pacing: Pacing, last_post: dict[str, float]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import re
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,8 +128,29 @@ class SlackTransport:
         self, channel: str, notification_id: int, *, since: datetime, thread_ts: str | None = None
     ) -> Posted | None:
         """The message an earlier attempt posted for this notification, if Slack has it."""
-        channel_id = self.channel_id(channel)
         wanted = str(notification_id)
+
+        def ours(message: dict[str, Any]) -> bool:
+            meta = message.get("metadata") or {}
+            return meta.get("event_type") == EVENT_TYPE and str((meta.get("event_payload") or {}).get("id")) == wanted
+
+        return self._find(channel, ours, since=since, thread_ts=thread_ts)
+
+    def find_upload(
+        self, channel: str, filename: str, *, since: datetime, thread_ts: str | None = None
+    ) -> Posted | None:
+        """The message an earlier upload shared a file named ``filename`` in, if Slack has it (a file share
+        carries no metadata; the outbox names each file after its notification instead)."""
+
+        def ours(message: dict[str, Any]) -> bool:
+            return any(f.get("name") == filename for f in message.get("files") or [])
+
+        return self._find(channel, ours, since=since, thread_ts=thread_ts)
+
+    def _find(
+        self, channel: str, ours: Callable[[dict[str, Any]], bool], *, since: datetime, thread_ts: str | None
+    ) -> Posted | None:
+        channel_id = self.channel_id(channel)
         oldest = f"{since.timestamp():.6f}"
         # Thread replies are not in the channel history: a reply is looked for in its thread.
         method, where = (self.client.conversations_history, {"oldest": oldest})
@@ -140,8 +162,7 @@ class SlackTransport:
                 channel, method, channel=channel_id, include_all_metadata=True, limit=200, cursor=cursor, **where
             )
             for message in response.get("messages") or []:
-                meta = message.get("metadata") or {}
-                if meta.get("event_type") == EVENT_TYPE and str((meta.get("event_payload") or {}).get("id")) == wanted:
+                if ours(message):
                     return Posted(channel_id, str(message["ts"]))
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if not response.get("has_more") or not cursor:
@@ -173,7 +194,14 @@ class SlackTransport:
         return self._channel_ids.get(channel) or self._channel_ids[name]
 
     def upload_png(
-        self, channel: str, content: bytes, *, filename: str, title: str, comment: str | None = None
+        self,
+        channel: str,
+        content: bytes,
+        *,
+        filename: str,
+        title: str,
+        comment: str | None = None,
+        thread_ts: str | None = None,
     ) -> None:
         self._call(
             channel,
@@ -183,6 +211,7 @@ class SlackTransport:
             filename=filename,
             title=title,
             initial_comment=comment,
+            thread_ts=thread_ts,
         )
 
     def _call(self, where: str, method: Any, **kwargs: Any) -> Any:

@@ -15,8 +15,8 @@ the outbox every second and the digest every 30 s. While it runs, this script:
 
 At the end it stops the daemon with SIGTERM and checks: exit 0 within the bound, every
 notification the outbox holds was sent (nothing lost), no notification reached Slack twice
-(the message metadata carries its id), and the RSS trend of the second half (MB per minute,
-least squares) next to first, last and peak RSS. Not part of CI's time budget.
+(the message metadata carries its id; a digest chart's file name), and the RSS trend of the second half (MB per minute,
+least squares) next to first, last and peak RSS and one sample a minute. Not part of CI's time budget.
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--debug-memory", type=float, metavar="MINUTES", help="run the daemon with --debug-memory MINUTES (slower)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="salespulse-soak-"))
     url, schema = database_url(args.database, folder)
@@ -129,8 +132,9 @@ def main() -> int:
             "SALESPULSE_HUBSPOT__TIMEOUT_S": "3",
         }
         log_path = folder / "daemon.log"
+        extra = ["--debug-memory", str(args.debug_memory)] if args.debug_memory else []
         daemon = subprocess.Popen(
-            [sys.executable, str(ROOT / "service.py"), "run"],
+            [sys.executable, str(ROOT / "service.py"), "run", *extra],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -196,9 +200,17 @@ def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes
             conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all()
         )
         runs = dict(conn.execute(select(sync_runs.c.status, func.count()).group_by(sync_runs.c.status)).all())
-        queued = conn.execute(select(notifications.c.id).where(notifications.c.kind != "update")).scalars().all()
+        queued = (
+            conn.execute(select(notifications.c.id).where(notifications.c.kind.not_in(("update", "chart"))))
+            .scalars()
+            .all()
+        )
+        charts = conn.execute(select(notifications.c.id).where(notifications.c.kind == "chart")).scalars().all()
     engine.dispose()
     posted = [m.metadata["event_payload"]["id"] for m in box.slack.messages() if m.metadata]
+    # a digest's chart is a file share (no metadata): its file is named after its row
+    posted += [f.filename.split("-")[1] for m in box.slack.messages() for f in m.files]
+    queued = [*queued, *charts]
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     jobs = [line for line in lines if line.get("event") == "job"]
     by_job: dict[str, dict[str, int]] = {}
@@ -206,6 +218,7 @@ def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes
         kind = job["job"].split(":")[0]
         by_job.setdefault(kind, {}).setdefault(job["status"], 0)
         by_job[kind][job["status"]] += 1
+    first = [s for s in samples if s[0] < samples[-1][0] / 2] if samples else []
     half = [s for s in samples if s[0] >= samples[-1][0] / 2] if samples else []
     syncs_per_source = by_job.get("sync", {}).get("ok", 0) / 2
     return {
@@ -222,7 +235,10 @@ def _report(url, box, log_path, samples, armed, mutations, code, stop_s, minutes
         "rss_mb_first": round(samples[0][1], 1) if samples else None,
         "rss_mb_last": round(samples[-1][1], 1) if samples else None,
         "rss_mb_peak": round(max(v for _, v in samples), 1) if samples else None,
+        "rss_mb_per_minute_first_half": round(slope_per_minute(first), 2),
         "rss_mb_per_minute_second_half": round(slope_per_minute(half), 2),
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "rss_mb_by_minute": [round(v) for t, v in samples if int(t) % 60 < 5],
         "exit_code": code,
         "stop_seconds": round(stop_s, 2),
         "error_lines": sum(1 for line in lines if line.get("level") == "ERROR"),

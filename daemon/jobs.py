@@ -10,13 +10,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from alerts.digest import plan_digests, post_digest
+from alerts.digest import plan_digests, queue_digests
 from alerts.outbox import FlushResult, flush, pacing_for
 from alerts.pipeline import process
 from alerts.report import open_alerts
@@ -140,8 +140,10 @@ class Jobs:
     def slack(self) -> SlackTransport:
         return SlackTransport.from_settings(self.settings.slack)
 
-    def digest(self) -> Outcome:
-        """The team digest (standing against quota, open alerts, chart) to each team's channel."""
+    def digest(self, period: datetime | None = None) -> Outcome:
+        """The team digest (standing against quota, open alerts, chart) to each team's channel, through
+        the outbox. ``period``: the scheduled time this run is for; a channel already given the digest
+        of that time (by an earlier run or another leader) is not given it again."""
         not_fresh = self._freshen(self.sources)
         if not_fresh:
             return Outcome("skipped", {}, not_fresh)
@@ -150,8 +152,14 @@ class Jobs:
             where = standing(Warehouse(conn, self.settings.company), now)
         slack = self.settings.slack
         digests = plan_digests(where, open_alerts(self.engine), slack, team_weight=slack.digest_team_weight)
-        n = post_digest(digests, self.slack, self.settings.secret_values())
-        return Outcome("ok", {"channels": n, "reps": len(where.reps), "teams": len(where.teams)})
+        key = (period or now).astimezone(UTC).isoformat(timespec="seconds")
+        queued = queue_digests(self.engine, digests, now, period=key, secrets=self.settings.secret_values())
+        counts: dict[str, Any] = {"channels": len(digests), "queued": len(queued), "reps": len(where.reps)}
+        delivered = self.flush()
+        counts |= {k: n for k, n in delivered.counts.items() if n}
+        if delivered.status != "ok":
+            return Outcome("failed", counts, f"digest stored, delivery deferred to the outbox: {delivered.error}")
+        return Outcome("ok", counts)
 
     def _freshen(self, sources: list[str]) -> str | None:
         """Sync the sources whose data is older than ``rules.max_data_age``; the reason if still stale."""

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
@@ -36,6 +36,7 @@ class Metrics:
         disable_created_metrics()  # '_created' series double the output and no dashboard reads them
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes and friends: memory over months
         self.leader = Gauge(
             "salespulse_leader", "1 while this daemon holds the leader lease and runs the jobs", registry=r
         )

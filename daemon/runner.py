@@ -29,7 +29,6 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,19 +37,18 @@ from daemon.health import Health, check_health
 from daemon.http import Endpoint
 from daemon.jobs import Jobs, Outcome
 from daemon.lease import Lease
+from daemon.memory import trim_malloc
 from daemon.metrics import Metrics
 from daemon.watch import Watched
 from models.clock import Clock
 from models.errors import ConfigError, SalespulseError
 from models.settings import Settings, load_settings
 from models.tables import daemon_instances
-from rules.schedule import cron_trigger
+from rules.schedule import cron_trigger, scheduled_time
 
 log = logging.getLogger("salespulse.daemon")
 
 TICK_S = 0.5
-DIGEST_RETRY = timedelta(minutes=10)
-DIGEST_RETRIES = 6
 STATUS_KEPT = timedelta(days=7)
 
 
@@ -78,7 +76,6 @@ class Daemon:
         self.endpoint: Endpoint | None = None
         self._lock = threading.Lock()
         self._quotas_dirty = False
-        self._digest_retries = 0
         self._schedule_fixed_jobs()
 
     # -- set-up ------------------------------------------------------------------------
@@ -137,7 +134,13 @@ class Daemon:
             raise ConfigError(
                 f"{exc}; expected a cron line such as '0 8 * * 1'", source="settings", key="service.digest_schedule"
             ) from None
-        self.add_job("digest", "digest", digest, self.jobs.digest)
+        self.add_job("digest", "digest", digest, partial(self._digest, digest))
+
+    def _digest(self, trigger: Any) -> Outcome:
+        """The digest for the scheduled time this run is for (:func:`scheduled_time`). A digest Slack
+        refused or could not take waits in the outbox, which retries it."""
+        now = self.clock().astimezone(self.scheduler.timezone)
+        return self.jobs.digest(scheduled_time(trigger, now, timedelta(seconds=self.service.misfire_grace_s)))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> int:
@@ -228,6 +231,8 @@ class Daemon:
         finally:
             with self._lock:
                 self.running.pop(job_id, None)
+            if kind != "outbox":  # a sync or a check frees tens of MB at once; the outbox next to nothing
+                trim_malloc()
         duration = time.monotonic() - started
         fields = {"event": "job", "job": job_id, "status": outcome.status, "duration_s": round(duration, 3)}
         fields |= outcome.counts
@@ -242,22 +247,6 @@ class Daemon:
             "duration_s": round(duration, 3),
             "error": outcome.error,
         }
-        if kind == "digest":
-            self._retry_digest(work, failed=outcome.status == "failed")
-
-    def _retry_digest(self, work: Callable[[], Outcome], *, failed: bool) -> None:
-        """The digest does not go through the outbox: one that Slack refused is tried again in
-        ``DIGEST_RETRY`` (up to ``DIGEST_RETRIES`` times), not a week later at its next time."""
-        if not failed or self.stop.is_set():
-            self._digest_retries = 0
-            return
-        if self._digest_retries >= DIGEST_RETRIES:
-            log.error("digest given up after %d retries; it runs again at its next time", DIGEST_RETRIES)
-            self._digest_retries = 0
-            return
-        self._digest_retries += 1
-        when = self.clock() + DIGEST_RETRY
-        self.add_job("digest:retry", "digest", DateTrigger(run_date=when), work)
 
     # -- health and status -------------------------------------------------------------
     def health(self) -> Health:

@@ -2,7 +2,8 @@
 
 Every command that touches the database calls :func:`open_warehouse`, which runs Alembic
 ``upgrade head`` when the database is behind: an upgraded checkout migrates its database
-on first start. Alembic is imported only then: importing it is a fifth of the start-up of
+on first start (under :func:`models.schema_lock.schema_lock`: two processes started together
+on a fresh warehouse migrate it once). Alembic is imported only then: importing it is a fifth of the start-up of
 a short incremental sync, which the daemon runs every few minutes.
 """
 
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from models.errors import FatalError
+from models.schema_lock import schema_lock
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -85,7 +87,9 @@ def open_warehouse(url: str) -> Engine:
     engine = make_engine(url)
     try:
         if schema_version(engine) != head_revision():
-            upgrade_head(engine)
+            with schema_lock(engine):  # another process may be migrating it right now
+                if schema_version(engine) != head_revision():
+                    upgrade_head(engine)
     except OperationalError as exc:
         where = make_url(url).render_as_string(hide_password=True)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

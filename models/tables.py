@@ -423,7 +423,12 @@ notifications = Table(
         ForeignKey("alerts.id"),
         comment="the alert when the message is about one; notification_alerts lists them all",
     ),
-    Column("kind", String(10), nullable=False, comment="firing | repeat | severity | resolved | update"),
+    Column(
+        "kind",
+        String(10),
+        nullable=False,
+        comment="firing | repeat | severity | resolved | update | digest | chart (the digest's, in its thread)",
+    ),
     Column("channel", String(100), nullable=False, comment="Slack channel name or id it goes to"),
     Column("payload", Text, nullable=False, comment="Block Kit message (JSON)"),
     Column("status", String(10), nullable=False, comment="pending | sending | sent | failed"),
@@ -441,8 +446,15 @@ notifications = Table(
         UTCDateTime(),
         comment="start of the last attempt; while status is 'sending' its outcome is unknown",
     ),
+    Column(
+        "digest_period",
+        String(40),
+        comment="for a scheduled digest: its scheduled time (ISO, UTC); one row per period and channel, so a "
+        "second leader or a re-run queues nothing more. Null otherwise",
+    ),
     Index(None, "status", "next_attempt_at"),
     Index(None, "alert_id"),
+    Index(None, "channel", "digest_period", unique=True),
     comment="The durable outbox: written before sending, marked sent only after Slack said ok.",
 )
 

@@ -9,6 +9,7 @@ which APScheduler reads unambiguously. Use :func:`cron_trigger`, never ``from_cr
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -64,3 +65,17 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
         day_of_week=_day_names(day_of_week),
         timezone=ZoneInfo(timezone),
     )
+
+
+def scheduled_time(trigger: CronTrigger, now: datetime, grace: timedelta) -> datetime | None:
+    """The fire time a job running at ``now`` is for: the latest one at most ``grace`` ago.
+
+    APScheduler runs a job no later than its misfire grace after its fire time and coalesces
+    missed runs into the latest, so that fire time names the run (the digest is keyed on it: a
+    second leader or a re-run for the same time finds it queued). None: no fire time in the grace.
+    """
+    fire, latest = trigger.get_next_fire_time(None, now - grace), None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return latest

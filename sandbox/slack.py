@@ -232,7 +232,7 @@ class FakeSlack(FakeServer):
         self._messages: list[Message] = []
         self._last_us = 0
         self._uploads: dict[str, tuple[str, int, bytes | None]] = {}  # file id -> (filename, length, bytes)
-        # Called with each accepted post before Slack answers (tests kill the client there).
+        # Called with each accepted post (and file share) before Slack answers (tests kill the client there).
         self.on_post: Callable[[Message], None] | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
@@ -472,6 +472,8 @@ class FakeSlack(FakeServer):
                     files=tuple(shared),
                 )
                 self._messages.append(message)
+            if self.on_post is not None:
+                self.on_post(message)
         return {"files": [{"id": f.id, "title": f.title, "name": f.filename} for f in shared]}
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -23,13 +23,16 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    inspect,
     literal,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, DropIndex
 
 from connectors.base import Rejected
+from models.schema_lock import lock_schema_changes
 from models.tables import activities, close_date_changes, opportunities, quarantine, stage_changes, sync_state
 from models.types import UTCDateTime
 
@@ -259,13 +262,26 @@ def begin_bulk_load(conn: Connection, table: Table) -> bool:
     :func:`ensure_indexes`, which also runs at every stream start: a crash during a
     bulk load leaves no table without its indexes for longer than until the next run.
     """
-    if not table.indexes or conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None:
+    if not table.indexes:
+        return False
+    # The lock before the table is read: a reader holds its lock on the table to the end of the
+    # transaction, and another process's DROP INDEX, holding the schema lock, would wait for it.
+    lock_schema_changes(conn)
+    if conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None:
         return False
     for index in table.indexes:
-        index.drop(conn, checkfirst=True)
+        conn.execute(DropIndex(index, if_exists=True))
     return True
 
 
 def ensure_indexes(conn: Connection, table: Table) -> None:
-    for index in table.indexes:
-        index.create(conn, checkfirst=True)
+    """Create the table's missing secondary indexes. Another process's sync may be dropping or
+    creating them too (the sources load the same tables): under the schema lock, and ``IF NOT
+    EXISTS``, so neither fails on the other's DDL."""
+    present = {ix["name"] for ix in inspect(conn).get_indexes(table.name)}
+    missing = [index for index in table.indexes if index.name not in present]
+    if not missing:
+        return
+    lock_schema_changes(conn)
+    for index in missing:
+        conn.execute(CreateIndex(index, if_not_exists=True))

@@ -6,8 +6,11 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from sqlalchemy import Engine
 
-from alerts.digest import OpenAlert, chart_png, plan_digests, post_digest, render_digest
+from alerts.digest import OpenAlert, chart_png, plan_digests, queue_digests, render_digest
+from alerts.outbox import Pacing, flush
+from models.settings import Settings
 from rules.findings import Standing, StandingRow, Subject
 from sandbox.slack import FakeSlack, block_errors
 from tests.alerts.helpers import T0, TOKEN, settings_for, transport
@@ -77,21 +80,28 @@ def test_the_chart_is_a_png() -> None:
     assert chart_png(STANDING).startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_one_digest_per_channel_with_its_chart_uploaded(slack: FakeSlack) -> None:
+def deliver(warehouse: Engine, digests: list, settings: Settings) -> None:
+    queue_digests(warehouse, digests, T0, period=None)
+    result = flush(warehouse, transport(settings), T0, Pacing(post_interval_s=0))
+    assert result.stopped is None
+
+
+def test_one_digest_per_channel_with_its_chart_uploaded_in_its_thread(warehouse: Engine, slack: FakeSlack) -> None:
     settings = settings_for(slack, team_channels={"APAC": "#sales-ops"})
     digests = plan_digests(STANDING, ALERTS, settings.slack)
     assert {d.channel: d.teams for d in digests} == {"#sales-ops": ("APAC",), "#sales-alerts": ("EMEA",)}
-    assert post_digest(digests, transport(settings)) == 2
+    deliver(warehouse, digests, settings)
     posted = slack.messages()
-    assert len([m for m in posted if m.blocks]) == 2
-    uploads = [f for m in posted for f in m.files]
-    assert len(uploads) == 2
-    assert all(f.content.startswith(b"\x89PNG") for f in uploads)
+    tops = [m for m in posted if m.blocks]
+    assert len(tops) == 2
+    uploads = [(m.thread_ts, f) for m in posted for f in m.files]
+    assert sorted(ts for ts, _ in uploads) == sorted(m.ts for m in tops)
+    assert all(f.content.startswith(b"\x89PNG") for _, f in uploads)
 
 
-def test_no_chart_when_switched_off(slack: FakeSlack) -> None:
+def test_no_chart_when_switched_off(warehouse: Engine, slack: FakeSlack) -> None:
     settings = settings_for(slack, digest_chart=False)
-    post_digest(plan_digests(STANDING, [], settings.slack, channel="#sales-leadership"), transport(settings))
+    deliver(warehouse, plan_digests(STANDING, [], settings.slack, channel="#sales-leadership"), settings)
     [message] = slack.messages()
     assert message.channel_name == "sales-leadership"
     assert not message.files

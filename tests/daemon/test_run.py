@@ -71,6 +71,7 @@ def test_run_syncs_serves_health_reloads_refuses_and_stops_in_bound(tmp_path: Pa
             code, metrics = http_get(port, "/metrics")
             assert code == 200
             assert "salespulse_leader 1.0" in metrics
+            assert "process_resident_memory_bytes " in metrics
             assert 'salespulse_sync_last_success_timestamp_seconds{source="hubspot",stream="reps"}' in metrics
             assert 'salespulse_sync_rows_total{source="salesforce",stream="opportunities"}' in metrics
             assert 'salespulse_sync_duration_seconds_count{source="salesforce"}' in metrics

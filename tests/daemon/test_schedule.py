@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.schedule import cron_trigger
+from rules.schedule import cron_trigger, scheduled_time
 
 MONDAY = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday
 
@@ -68,3 +68,20 @@ def test_the_company_time_zone_and_a_seconds_field() -> None:
 def test_a_bad_expression_says_what_is_wrong(expression: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         cron_trigger(expression, "UTC")
+
+
+@pytest.mark.parametrize(
+    ("expression", "tz", "now", "grace_s", "expected"),
+    [
+        ("0 8 * * 1", "UTC", MONDAY + timedelta(hours=8, seconds=3), 300, MONDAY + timedelta(hours=8)),
+        ("0 8 * * 1", "UTC", MONDAY + timedelta(hours=8, minutes=6), 300, None),  # ran outside the grace
+        ("0 8 * * 1", "UTC", MONDAY + timedelta(hours=7, minutes=59), 300, None),  # before its time
+        ("0 8 * * 1", "Europe/Berlin", MONDAY + timedelta(hours=7, seconds=1), 60, MONDAY + timedelta(hours=7)),
+        ("*/30 * * * * *", "UTC", MONDAY + timedelta(seconds=95), 300, MONDAY + timedelta(seconds=90)),  # coalesced
+        ("*/30 * * * * *", "UTC", MONDAY + timedelta(seconds=90), 300, MONDAY + timedelta(seconds=90)),
+    ],
+)
+def test_the_scheduled_time_a_run_is_for(
+    expression: str, tz: str, now: datetime, grace_s: int, expected: datetime | None
+) -> None:
+    assert scheduled_time(cron_trigger(expression, tz), now, timedelta(seconds=grace_s)) == expected
