@@ -1,7 +1,7 @@
 """the digest through the outbox: one row per digest period and channel (its chart a reply row)
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-02 02:30:00
 
 Existing rows are alerts: their ``digest_period`` stays null (no backfill needed).
@@ -14,7 +14,7 @@ from alembic import op
 
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
