@@ -159,7 +159,7 @@ def stalled_stage(rule: Rule, rows: Rows, funnel: Funnel, t: datetime) -> set[Ve
     histograms: dict[tuple, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for deal_id, changes in funnel.changes_of.items():
         d = deals.get(deal_id)
-        if d is None or not _alive(d, t) or d.owner_id not in rows.reps:
+        if d is None or not _alive(d, t) or d.quarantine_id is not None:  # any owner: the funnel's history
             continue
         previous = d.created_at
         for c in changes:
@@ -198,7 +198,7 @@ def stage_conversion_drop(rule: Rule, rows: Rows, _funnel: Funnel, t: datetime) 
     tally: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
     for c in rows.changes:
         d = deals.get(c.opportunity_id)
-        if d is None or not (start < c.changed_at <= t) or not _alive(d, t) or d.owner_id not in rows.reps:
+        if d is None or not (start < c.changed_at <= t) or not _alive(d, t) or d.quarantine_id is not None:
             continue
         f = rows.stages.get((d.source, d.pipeline, c.from_stage))
         to = rows.stages.get((d.source, d.pipeline, c.to_stage))

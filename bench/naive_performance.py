@@ -128,10 +128,10 @@ class Company:
     def win_rates(self, days: int, min_history: int) -> Callable[[str, str, str], float]:
         """Stage moves of the window counted in Python, then the same chain (rules/win_rates.py)."""
         since = self.t - timedelta(days=days)
-        deleted = {d.id for d in self.rows.deals if d.deleted_at is not None and d.deleted_at <= self.t}
+        counted = {d.id for d in self.rows.deals if _alive(d, self.t) and d.quarantine_id is None}
         moves: dict[tuple[str, str, str], int] = defaultdict(int)
         for deal_id, history in self.rows.changes.items():
-            if deal_id in deleted:
+            if deal_id not in counted:
                 continue
             for c in history:
                 if c.from_stage is not None and since < c.changed_at <= self.t:

@@ -215,6 +215,37 @@ stage_changes = Table(
     comment="Every stage move of every deal.",
 )
 
+# Per-day rollups of stage_changes kept by the sync (sync/rollups.py), so the history rules read a few
+# rows per day of their window instead of every change: counted over changes with a from_stage of deals
+# not deleted and not stale, by the UTC day of changed_at, with the deal's current source and pipeline.
+stage_move_days = Table(
+    "stage_move_days",
+    metadata,
+    Column("day", Date, nullable=False, comment="UTC day of the moves"),
+    Column("source", String(20), nullable=False, comment="CRM"),
+    Column("pipeline", String(100), nullable=False, comment="the deal's pipeline"),
+    Column("from_stage", String(255), nullable=False, comment="stages.api_name left"),
+    Column("to_stage", String(255), nullable=False, comment="stages.api_name entered"),
+    Column("moves", Integer, nullable=False, comment="stage changes from_stage -> to_stage that day"),
+    Index(None, "day", "source", "pipeline", "from_stage", "to_stage", "moves"),
+    comment="Stage moves per UTC day (kept by the sync; rebuilt from stage_changes for every day a sync touched).",
+)
+
+stage_stay_days = Table(
+    "stage_stay_days",
+    metadata,
+    Column("day", Date, nullable=False, comment="UTC day the deals left the stage"),
+    Column("source", String(20), nullable=False, comment="CRM"),
+    Column("pipeline", String(100), nullable=False, comment="the deal's pipeline"),
+    Column("stage", String(255), nullable=False, comment="stages.api_name left (from_stage)"),
+    Column("days_in_stage", Integer, nullable=False, comment="whole days from entered_at to changed_at"),
+    Column("exits", Integer, nullable=False, comment="stage changes out of the stage that day after that stay"),
+    Index(None, "day", "source", "pipeline", "stage", "days_in_stage", "exits"),
+    comment="Time in stage of the deals that left it, per UTC day (kept by the sync like stage_move_days).",
+)
+
+STAGE_ROLLUPS = (stage_move_days, stage_stay_days)
+
 close_date_changes = Table(
     "close_date_changes",
     metadata,

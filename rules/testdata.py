@@ -4,7 +4,7 @@ A rule test describes a small company the way an admin thinks of it — reps wit
 hire date, quotas, deals with the path they took through the funnel in days relative to the
 evaluation instant, leads, activities — and this module turns it into warehouse rows exactly
 as a sync would leave them (ids ``<crm>:<id>``, amounts converted, ``stage_entered_at`` and
-``last_activity_at`` derived), so the rules run on it unchanged.
+``last_activity_at`` derived, the per-day stage rollups built), so the rules run on it unchanged.
 
 Times: a number is days relative to the test's ``at`` (``-3`` = three days before; fractions
 allowed); a date or datetime is absolute (a naive datetime is read in the company time zone).
@@ -25,6 +25,7 @@ from sqlalchemy import Connection, insert
 from models.settings import CompanySettings
 from models.tables import activities, close_date_changes, leads, opportunities, quotas, reps, stage_changes, stages
 from rules.instants import instant_of
+from sync import rollups
 
 Crm = Literal["salesforce", "hubspot"]
 
@@ -487,6 +488,8 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
     ):
         if rows:
             conn.execute(insert(table), rows)
+    for source in {row["source"] for row in deal_rows}:
+        rollups.rebuild(conn, source)
 
 
 def _rep(rows: dict[str, dict[str, Any]], name: str, path: tuple[str | int, ...]) -> dict[str, Any]:

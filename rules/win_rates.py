@@ -3,8 +3,8 @@
 Why a chain and not a cohort: following every deal closed in the last year back through its
 stage history joins each closed deal to its stage changes (seconds at a million deals), and a
 cohort of closed deals is biased toward deals that lost fast. Instead the stage moves of the
-last ``days`` before T are counted (moves of deals deleted by T left out), per pair of stages
-by an index range, and read as an absorbing Markov chain per pipeline::
+last ``days`` before T are counted (moves of deals deleted by T or stale left out), per pair of
+stages, and read as an absorbing Markov chain per pipeline::
 
     q(s, t) = moves s -> t / moves out of s       (t an open stage of the same pipeline)
     r(s)    = moves s -> a won stage / moves out of s
@@ -18,18 +18,18 @@ pipeline with fewer than that many closings the company's.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import and_, func, select
+from sqlalchemy import select
 
-from models.tables import opportunities, stage_changes, stages
-from rules.model import Warehouse
+from models.tables import stages
+from rules.model import Scope, Warehouse
+from rules.stage_history import moves
 
-CHUNK = 500  # deleted deal ids per query
 Move = tuple[str, str, str]  # source, from stage, to stage (api names)
 
 
@@ -121,53 +121,13 @@ def win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) 
 
 
 def _win_rates(warehouse: Warehouse, now: datetime, days: int, min_history: int) -> WinRates:
-    """Counts the moves of the ``days`` before ``now`` and solves the chain.
-
-    One count per pair of stages of a pipeline, each a range of the (source, from_stage,
-    to_stage, changed_at) index: a few dozen short index ranges instead of sorting a year of
-    stage changes (10x faster at 100k deals). Moves of deals deleted by ``now`` are counted
-    apart (few, through the deleted_at index) and taken off.
-    """
-    sc, o = stage_changes.c, opportunities.c
-    origin, target = stages.alias("origin"), stages.alias("target")
-    since = now - timedelta(days=days)
-    in_window = and_(sc.changed_at > since, sc.changed_at <= now)
-    count = (
-        select(func.count())
-        .where(
-            sc.source == origin.c.source,
-            sc.from_stage == origin.c.api_name,
-            sc.to_stage == target.c.api_name,
-            in_window,
-        )
-        .scalar_subquery()
-    )
-    pairs = (
-        select(origin.c.source, origin.c.api_name, target.c.api_name, count)
-        .join_from(
-            origin,
-            target,
-            and_(
-                target.c.source == origin.c.source,
-                target.c.pipeline == origin.c.pipeline,
-                target.c.api_name != origin.c.api_name,
-            ),
-        )
-        .where(origin.c.is_closed.is_(False))
-    )
-    counted = {(source, before, after): int(n) for source, before, after, n in warehouse.conn.execute(pairs) if n}
-    # Deleted deals first (the planners would rather walk the stage changes), then their moves.
-    deleted = list(warehouse.conn.execute(select(o.id).where(o.deleted_at.is_not(None), o.deleted_at <= now)).scalars())
-    for start in range(0, len(deleted), CHUNK):
-        moves_of_deleted = warehouse.conn.execute(
-            select(sc.source, sc.from_stage, sc.to_stage, func.count())
-            .where(sc.opportunity_id.in_(deleted[start : start + CHUNK]), in_window, sc.from_stage.is_not(None))
-            .group_by(sc.source, sc.from_stage, sc.to_stage)
-        )
-        for source, before, after, n in moves_of_deleted:
-            key = (source, before, after)
-            if key in counted:
-                counted[key] -= int(n)
+    """Counts the moves of the ``days`` before ``now`` (the sync's per-day rollups: rules/stage_history.py)
+    and solves the chain."""
+    counted: Counter[Move] = Counter()
+    for (source, _pipeline, before, after), n in moves(
+        warehouse, now - timedelta(days=days), now, now, Scope()
+    ).items():
+        counted[(source, before, after)] += n
     s = stages.c
     query = select(s.source, s.pipeline, s.api_name, s.is_closed, s.is_won)
     rows = [StageRow(*row) for row in warehouse.conn.execute(query)]

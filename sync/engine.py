@@ -50,7 +50,7 @@ from models.tables import (
     sync_runs,
     sync_state,
 )
-from sync import workers
+from sync import rollups, workers
 from sync.currency import RateBook, reconvert, store_rates
 from sync.cursor import Cursor, advance, in_order, is_boundary_duplicate, lower_bound
 from sync.lock import heartbeat, source_lock
@@ -379,7 +379,7 @@ class SyncEngine:
         with self.engine.begin() as conn:
             upsert(conn, spec.table, list(rows.values()), spec.conflict, spec.update_columns, spec.derived)
             quarantine_records(conn, source, stream.name, rejected, now)
-            mark_stale(conn, spec, source, stream.name, [r.external_id for r in rejected])
+            mark_stale(conn, spec, source, stream.name, [r.external_id for r in rejected], now)
             back = in_quarantine.intersection(valid_ids)
             release_from_quarantine(conn, source, stream.name, back)
             if spec.deletable:
@@ -494,8 +494,8 @@ class SyncEngine:
 
     # -- derived columns -------------------------------------------------------------
     def _derive(self, source: str, started_at: datetime, *, first_sync: bool) -> None:
-        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row and ``entered_at`` on each stage
-        change (the rule queries need them fast);
+        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row, ``entered_at`` on each stage
+        change and the per-day stage rollups (the rule queries need them fast);
         re-convert amounts if a rate changed; delete children of deals deleted while their streams ran.
 
         Over the rows written since the last run that got this far, not only this run's: a run cut off
@@ -516,6 +516,7 @@ class SyncEngine:
             _derive_stage_entered(conn, source)
             _derive_stage_left_entered(conn, source, since)
             _derive_last_activity(conn, source, since)
+            rollups.refresh(conn, source, since)
             apply_file_precedence(conn)
             save_cursor(conn, source, DERIVED_SINCE, started_at.isoformat(), self.clock())
 

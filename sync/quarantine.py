@@ -68,8 +68,13 @@ def fixed_records(
             yield page
 
 
-def mark_stale(conn: Connection, spec: StreamTable, source: str, stream: str, external_ids: Sequence[str]) -> int:
-    """Point the rows of these records at their quarantine entry: their newer version is invalid."""
+def mark_stale(
+    conn: Connection, spec: StreamTable, source: str, stream: str, external_ids: Sequence[str], now: datetime
+) -> int:
+    """Point the rows of these records at their quarantine entry: their newer version is invalid.
+
+    ``synced_at`` moves too: what the sync derives from the rows it wrote (the stage rollups) must see it.
+    """
     if not external_ids or not spec.can_be_stale:
         return 0
     table = spec.table
@@ -86,4 +91,4 @@ def mark_stale(conn: Connection, spec: StreamTable, source: str, stream: str, ex
         where = [table.c.source == source, table.c.external_id.in_(list(external_ids))]
     else:  # by primary key: no scan of a million deals
         where = [table.c.id.in_([warehouse_id(source, e) for e in external_ids])]
-    return conn.execute(update(table).where(*where).values(quarantine_id=entry)).rowcount or 0
+    return conn.execute(update(table).where(*where).values(quarantine_id=entry, synced_at=now)).rowcount or 0

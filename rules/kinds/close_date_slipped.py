@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 from sqlalchemy import CTE, ColumnElement, Date, and_, case, cast, func, null, select
 
+from models.sqltime import dates_apart
 from models.tables import close_date_changes, reps
 from rules.asof import open_deals_at
 from rules.findings import Evaluation
@@ -45,7 +46,6 @@ from rules.model import Rule, SeverityTiers, Warehouse
 from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_columns
 from rules.periods import PeriodKind, period_of
 from rules.scoping import deal_condition
-from rules.sqltime import dates_apart
 from rules.verdicts import binomial_p, plural
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field
 from sqlalchemy import and_, case, func, select, true
 
+from models.sqltime import days_between
 from models.tables import reps
 from rules.asof import open_deals_at
 from rules.findings import Evaluation
@@ -24,7 +25,6 @@ from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
 from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_columns
 from rules.scoping import deal_condition
-from rules.sqltime import days_between
 from rules.verdicts import plural
 
 

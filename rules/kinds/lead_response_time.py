@@ -23,12 +23,12 @@ from typing import ClassVar
 from pydantic import Field
 from sqlalchemy import case, exists, func, select
 
+from models.sqltime import days_between
 from models.tables import activities, leads, reps
 from rules.asof import alive_at
 from rules.findings import Evaluation, Finding, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import rep_condition
-from rules.sqltime import days_between
 from rules.verdicts import KindParams, binomial_p, share_finding, significant, tiers
 
 

@@ -21,14 +21,15 @@ from typing import ClassVar
 
 from pydantic import Field
 from scipy.stats import norm
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, select
 
+from models.sqltime import days_between
 from models.tables import opportunities, reps, stage_changes, stages
+from rules import stage_history
 from rules.asof import alive_at
 from rules.findings import Evaluation, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import deal_condition
-from rules.sqltime import days_between
 from rules.verdicts import KindParams, deal_sample, share_finding, significant, tiers
 
 
@@ -52,8 +53,7 @@ class StageConversionDrop:
         split = now - timedelta(days=params.window_days)
         start = split - timedelta(days=params.baseline_days)
         advanced = and_(t.c.sort_order > f.c.sort_order, ~and_(t.c.is_closed, ~t.c.is_won))
-        recent = case((sc.c.changed_at > split, 1), else_=0).label("recent")
-        moves = (
+        leaving = (
             select()
             .join_from(sc, o, o.c.id == sc.c.opportunity_id)
             .join(reps, reps.c.id == o.c.owner_id)
@@ -62,16 +62,13 @@ class StageConversionDrop:
             .where(sc.c.changed_at <= now, f.c.is_closed.is_(False), alive_at(o, now),
                    deal_condition(rule.scope, o, reps))
         )  # fmt: skip
-        # Counted per (pipeline, from, to) without the stage joins (they cost more than the scan);
-        # the stages table is small, so "advanced" is decided here per pair.
-        pairs = warehouse.conn.execute(
-            select(o.c.source, o.c.pipeline, sc.c.from_stage, sc.c.to_stage, recent, func.count())
-            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
-            .join(reps, reps.c.id == o.c.owner_id)
-            .where(sc.c.changed_at > start, sc.c.changed_at <= now, sc.c.from_stage.is_not(None), alive_at(o, now),
-                   deal_condition(rule.scope, o, reps))
-            .group_by(o.c.source, o.c.pipeline, sc.c.from_stage, sc.c.to_stage, recent)
-        ).all()  # fmt: skip
+        # Counted per (pipeline, from, to) from the sync's per-day rollups (rules/stage_history.py); the stages
+        # table is small, so "advanced" is decided here per pair.
+        windows = {
+            0: stage_history.moves(warehouse, start, split, now, rule.scope),
+            1: stage_history.moves(warehouse, split, now, now, rule.scope),
+        }
+        pairs = [(*move, is_recent, n) for is_recent, counted in windows.items() for move, n in counted.items()]
         known = {(r.source, r.pipeline, r.api_name): r for r in warehouse.conn.execute(select(stages))}
         counts: dict[tuple, list[int]] = {}
         for source, pipeline, from_stage, to_stage, is_recent, count in pairs:
@@ -89,7 +86,7 @@ class StageConversionDrop:
             if params.max_samples <= 0:
                 return ()
             lost = warehouse.conn.execute(
-                moves.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
+                leaving.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
                                   t.c.label.label("stage"), o.c.crm_url,
                                   days_between(sc.c.changed_at, now).label("days"))
                 .where(f.c.id == stage_id, sc.c.changed_at > split, ~advanced)

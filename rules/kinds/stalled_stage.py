@@ -20,7 +20,6 @@ in each stage, and the finding is about the rep.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, ClassVar, Literal
@@ -28,13 +27,14 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 from sqlalchemy import and_, case, func, literal, select, true
 
-from models.tables import opportunities, reps, stage_changes, stages
-from rules.asof import alive_at, open_deals_at
+from models.sqltime import days_between
+from models.tables import reps, stages
+from rules.asof import open_deals_at
 from rules.findings import Evaluation, Note, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
 from rules.scoping import deal_condition
-from rules.sqltime import days_between, whole_days_between
+from rules.stage_history import stays
 from rules.stage_label import stage_label
 from rules.verdicts import KindParams, binomial_p, deal_sample, plural, share_finding, significant, tiers
 
@@ -78,33 +78,6 @@ class StalledStage:
     Params: ClassVar[type[Params]] = Params
     default_tiers: ClassVar[SeverityTiers] = SeverityTiers(warn=0.3, critical=0.5)
 
-    def _history(self, rule: Rule, warehouse: Warehouse, now: datetime, params: Params) -> dict[tuple, dict[int, int]]:
-        """Whole days spent in a stage by each exit in the window, counted per (source, pipeline[, stage])."""
-        sc, o = stage_changes, opportunities
-        # When the deal entered the stage it left is kept on each change by the sync (a window function over
-        # all history at every evaluation was the rule's cost); the window's exits come from one index.
-        bucket = whole_days_between(sc.c.entered_at, sc.c.changed_at)
-        keys = [o.c.source, o.c.pipeline] + ([sc.c.from_stage] if params.baseline == "stage" else [])
-        exits = (
-            select(*keys, bucket.label("bucket"))
-            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
-            .join(reps, reps.c.id == o.c.owner_id)
-            .where(
-                sc.c.from_stage.is_not(None),
-                sc.c.changed_at > now - timedelta(days=params.history_days),
-                sc.c.changed_at <= now,
-                alive_at(o, now),
-                deal_condition(rule.scope, o, reps),
-            )
-            .subquery()
-        )
-        cols = list(exits.c)
-        rows = warehouse.conn.execute(select(*cols, func.count()).group_by(*cols)).all()
-        histograms: dict[tuple, dict[int, int]] = defaultdict(dict)
-        for *key, bucket_days, count in rows:
-            histograms[tuple(key)][max(0, int(bucket_days))] = int(count)
-        return histograms
-
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
         params = Params(**rule.params)
         chosen = tiers(rule, self.default_tiers)
@@ -117,7 +90,12 @@ class StalledStage:
             )
         }
         fixed = {k.lower(): v for k, v in params.limit_days.items()}
-        histograms = self._history(rule, warehouse, now, params)
+        # The exits' time in stage per day is kept by the sync (rules/stage_history.py): a year of exits is read
+        # as a few rows per day, not one per exit.
+        histograms = stays(
+            warehouse, now - timedelta(days=params.history_days), now, now, rule.scope,
+            by_stage=params.baseline == "stage",
+        )  # fmt: skip
 
         limits: dict[tuple[str, str, str], tuple[float, str, int]] = {}  # stage -> (days, basis, history size)
         unjudged: dict[tuple[str, str, str], str] = {}  # stage -> why it cannot be judged

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from models.tables import activities, close_date_changes, leads, opportunities, reps, stage_changes, stages
+from sync import rollups
 
 STAGES = (  # api name, closed, won
     ("Prospecting", False, False),
@@ -144,6 +145,8 @@ class CompanyData:
         ]
         if changes:
             self.conn.execute(insert(stage_changes), changes)
+            days = [c["changed_at"].date() for c in changes]
+            rollups.rebuild(self.conn, self.source, min(days), max(days))  # as the sync keeps them
         old, moves = first_close, []
         for days, new in close_dates:
             moves.append(self._row(deal_id, "cd", old_date=old, new_date=new, changed_at=self.at(days)))

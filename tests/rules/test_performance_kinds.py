@@ -16,6 +16,7 @@ from rules.findings import Evaluation
 from rules.kinds import KINDS
 from rules.model import Rule, Warehouse
 from rules.standing import standing
+from sync import rollups
 from tests.rules.company_data import CompanyData
 
 NOW = datetime(2026, 5, 14, 18, 0, tzinfo=UTC)  # day 44 of Q2 2026 (91 days): 48 % elapsed
@@ -183,6 +184,7 @@ def test_reopened_deleted_and_later_wins_do_not_count(warehouse: Engine) -> None
         )
         deleted = won(data, rep, -15, 40_000)
         conn.execute(opportunities_delete(deleted))
+        rollups.rebuild(conn, data.source)  # as the sync would after a delete
     with warehouse.connect() as conn:
         now = standing(Warehouse(conn, CompanySettings()), NOW).reps[0]
         earlier = standing(Warehouse(conn, CompanySettings()), NOW - timedelta(days=25)).reps[0]

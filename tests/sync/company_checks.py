@@ -15,7 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
-from models.tables import activities, opportunities
+from models.sqltime import whole_days_between
+from models.tables import activities, opportunities, stage_changes
+from models.tables import stage_move_days as m
+from models.tables import stage_stay_days as y
 from sandbox.company import GroundTruth
 from sandbox.store import Store
 
@@ -135,8 +138,11 @@ def differences(engine: Engine, store: Store, truth: GroundTruth, crm: str, tabl
     want = Counter(expected_rows(store, truth, crm, table))
     got = Counter(actual(engine, crm, table))
     if want == got:
-        derived = {"stage_changes": underived_stage_changes, "activities": stale_last_activity}.get(table)
-        return derived(engine, crm) if derived else None
+        derived = {
+            "stage_changes": (underived_stage_changes, stale_stage_rollups),
+            "activities": (stale_last_activity,),
+        }
+        return next(filter(None, (check(engine, crm) for check in derived.get(table, ()))), None)
     twice = sum(n - 1 for row, n in got.items() if n > 1)
     return (
         f"{crm} {table}: {sum((want - got).values())} missing, {sum((got - want).values())} extra or stale "
@@ -170,6 +176,43 @@ def underived_stage_changes(engine: Engine, crm: str) -> str | None:
     if not wrong:
         return None
     return f"{crm} stage_changes: entered_at wrong on {len(wrong)} of {len(by_deal)} deals, e.g. {sorted(wrong)[:3]}"
+
+
+def stale_stage_rollups(engine: Engine, crm: str) -> str | None:
+    """None when the per-day stage rollups hold what the warehouse's stage changes add up to, else how not.
+
+    Grouped here in Python from the rows (changes with a from_stage, of deals neither deleted nor stale, by
+    the UTC day of the change and the deal's pipeline); only the whole days in stage come from SQL, with the
+    same day arithmetic the sync uses, so the check is about which rows the sync counted, not rounding.
+    """
+    sc, o = stage_changes, opportunities
+    spent = whole_days_between(sc.c.entered_at, sc.c.changed_at)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(sc.c.changed_at, o.c.pipeline, sc.c.from_stage, sc.c.to_stage, sc.c.entered_at, spent)
+            .join(o, o.c.id == sc.c.opportunity_id)
+            .where(o.c.source == crm, sc.c.from_stage.is_not(None), o.c.deleted_at.is_(None),
+                   o.c.quarantine_id.is_(None))
+        ).all()  # fmt: skip
+        got_moves = Counter({tuple(r[:-1]): r[-1] for r in conn.execute(
+            select(m.c.day, m.c.pipeline, m.c.from_stage, m.c.to_stage, m.c.moves).where(m.c.source == crm)
+        )})  # fmt: skip
+        got_stays = Counter({tuple(r[:-1]): r[-1] for r in conn.execute(
+            select(y.c.day, y.c.pipeline, y.c.stage, y.c.days_in_stage, y.c.exits).where(y.c.source == crm)
+        )})  # fmt: skip
+    want_moves, want_stays = Counter(), Counter()
+    for changed, pipeline, before, after, entered, days in rows:
+        day = changed.astimezone(UTC).date()
+        want_moves[(day, pipeline, before, after)] += 1
+        if entered is not None:
+            want_stays[(day, pipeline, before, days)] += 1
+    for name, want, got in (("stage_move_days", want_moves, got_moves), ("stage_stay_days", want_stays, got_stays)):
+        if want != got:
+            return (
+                f"{crm} {name}: {sum((want - got).values())} counted too few, {sum((got - want).values())} too "
+                f"many; e.g. missing {sorted(want - got)[:2]}, extra {sorted(got - want)[:2]}"
+            )
+    return None
 
 
 def stale_last_activity(engine: Engine, crm: str) -> str | None:

@@ -20,7 +20,7 @@ from models.inventory import warehouse_status
 from models.tables import activities, close_date_changes, opportunities, quarantine, stage_changes
 from sandbox.company import Scale, mutate
 from sandbox.runner import Sandbox
-from tests.sync.company_checks import actual, expected
+from tests.sync.company_checks import actual, expected, stale_stage_rollups
 from tests.sync.test_exchange_rates import start, statuses, sync_all
 from tests.sync.test_kill_and_resume import start_sync
 
@@ -65,6 +65,8 @@ def test_deleted_deals_leave_no_active_stage_change_close_date_change_or_activit
     valid = [g for g in gone if g.split(":", 1)[1] not in box.truth.invalid_ids(g.split(":", 1)[0], "deals")]
     assert deleted == len(valid)
     assert active_children(engine, gone) == dict.fromkeys(before, 0)
+    for crm in ("salesforce", "hubspot"):  # and their moves the per-day rollups
+        assert stale_stage_rollups(engine, crm) is None
 
     # A later run, incremental or full, brings none of them back.
     sync_all(warehouse_url, full=True)
@@ -79,14 +81,24 @@ def test_a_deal_that_turns_invalid_marks_its_row_stale_until_a_valid_version_arr
     sync_all(warehouse_url)
     engine = open_warehouse(warehouse_url)
 
+    with engine.connect() as conn:  # deals that moved stage: their moves are in the per-day rollups
+        moved = set(
+            conn.execute(
+                select(stage_changes.c.opportunity_id).where(stage_changes.c.from_stage.is_not(None))
+            ).scalars()
+        )
+
     def first_valid(crm: str, column: str) -> tuple[str, str]:
         rows = box.store.connect().execute(
             f"SELECT id, {column} FROM deals WHERE crm = ? AND deleted_at IS NULL ORDER BY seq", (crm,)
         )
-        return next(tuple(r) for r in rows if r[0] not in box.truth.invalid_ids(crm, "deals"))
+        return next(
+            tuple(r) for r in rows if r[0] not in box.truth.invalid_ids(crm, "deals") and f"{crm}:{r[0]}" in moved
+        )
 
     sf_id, owner = first_valid("salesforce", "owner_id")
     hs_id, amount = first_valid("hubspot", "amount")
+    sync_all(warehouse_url)  # so the next run's derive watermark is past the first run's writes
     box.store.update("deals", "salesforce", [sf_id], owner_id="005999999999999AAA")  # reassigned to nobody we know
     box.store.update("deals", "hubspot", [hs_id], amount=None)  # amount erased
     results = sync_all(warehouse_url)
@@ -99,6 +111,8 @@ def test_a_deal_that_turns_invalid_marks_its_row_stale_until_a_valid_version_arr
             row = conn.execute(select(opportunities.c.quarantine_id).where(opportunities.c.id == f"{crm}:{deal}"))
             assert row.scalar_one() == entry, f"{crm}: the last good version points at its quarantine entry"
     assert warehouse_status(engine).stale_rows == {"opportunities": 2}
+    for crm in ("salesforce", "hubspot"):  # a stale deal's moves leave the per-day rollups
+        assert stale_stage_rollups(engine, crm) is None
 
     box.store.update("deals", "salesforce", [sf_id], owner_id=owner)
     box.store.update("deals", "hubspot", [hs_id], amount=amount)

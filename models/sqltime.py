@@ -1,15 +1,16 @@
-"""Spans between two instants in SQL, the same on SQLite and PostgreSQL.
+"""Spans between two instants, and an instant's UTC day, in SQL, the same on SQLite and PostgreSQL.
 
 SQLite keeps instants as text and measures with ``julianday``; PostgreSQL subtracts
 ``timestamptz`` values into an interval. Rule queries need days (time in stage, time to
-first touch) computed where the rows are, so the aggregate, not the rows, reaches Python.
+first touch) computed where the rows are, so the aggregate, not the rows, reaches Python;
+the sync's per-day rollups need the day.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, Integer
+from sqlalchemy import Date, Float, Integer
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -77,3 +78,23 @@ def _dates_sqlite(element: dates_apart, compiler: Any, **kw: Any) -> str:
 def _dates_pg(element: dates_apart, compiler: Any, **kw: Any) -> str:
     start, end = _args(element, compiler, **kw)
     return f"(({end}) - ({start}))"
+
+
+class utc_day(FunctionElement[Any]):
+    """The UTC calendar day of an instant (a ``Date`` column compares with it on both databases)."""
+
+    type = Date()
+    inherit_cache = True
+    name = "utc_day"
+
+
+@compiles(utc_day, "sqlite")
+def _day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"date({compiler.process(value, **kw)})"
+
+
+@compiles(utc_day)
+def _day_pg(element: utc_day, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"CAST(timezone('UTC', {compiler.process(value, **kw)}) AS DATE)"

@@ -1,0 +1,91 @@
+"""per-day stage rollups (stage_move_days, stage_stay_days), kept by the sync
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-02 06:30:00
+
+The history rules (stalled_stage's time-in-stage limits, stage_conversion_drop, the stage win
+rates) read every stage change of a trailing year at each evaluation: linear in the history,
+seconds at a million deals. The sync now keeps per-day counts of them (sync/rollups.py); existing
+warehouses get them here, in one grouped pass over stage_changes (the same SQL as the sync's).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0013'
+down_revision = '0012'
+branch_labels = None
+depends_on = None
+
+COUNTED = (
+    "FROM stage_changes sc JOIN opportunities o ON o.id = sc.opportunity_id "
+    "WHERE sc.from_stage IS NOT NULL AND o.deleted_at IS NULL AND o.quarantine_id IS NULL"
+)
+DAY = {'sqlite': "date(sc.changed_at)", 'postgresql': "CAST(timezone('UTC', sc.changed_at) AS DATE)"}
+SPENT = {
+    'sqlite': "CAST(julianday(sc.changed_at) - julianday(sc.entered_at) AS INTEGER)",
+    'postgresql': "CAST(FLOOR(EXTRACT(EPOCH FROM (sc.changed_at) - (sc.entered_at)) / 86400.0) AS INTEGER)",
+}
+
+
+def upgrade() -> None:
+    op.create_table(
+        'stage_move_days',
+        sa.Column('day', sa.Date(), nullable=False, comment='UTC day of the moves'),
+        sa.Column('source', sa.String(length=20), nullable=False, comment='CRM'),
+        sa.Column('pipeline', sa.String(length=100), nullable=False, comment="the deal's pipeline"),
+        sa.Column('from_stage', sa.String(length=255), nullable=False, comment='stages.api_name left'),
+        sa.Column('to_stage', sa.String(length=255), nullable=False, comment='stages.api_name entered'),
+        sa.Column('moves', sa.Integer(), nullable=False, comment='stage changes from_stage -> to_stage that day'),
+        comment='Stage moves per UTC day (kept by the sync; rebuilt from stage_changes for every day a sync touched).',
+    )
+    op.create_index(
+        op.f('ix_stage_move_days_day_source_pipeline_from_stage_to_stage_moves'),
+        'stage_move_days',
+        ['day', 'source', 'pipeline', 'from_stage', 'to_stage', 'moves'],
+        unique=False,
+    )
+    op.create_table(
+        'stage_stay_days',
+        sa.Column('day', sa.Date(), nullable=False, comment='UTC day the deals left the stage'),
+        sa.Column('source', sa.String(length=20), nullable=False, comment='CRM'),
+        sa.Column('pipeline', sa.String(length=100), nullable=False, comment="the deal's pipeline"),
+        sa.Column('stage', sa.String(length=255), nullable=False, comment='stages.api_name left (from_stage)'),
+        sa.Column('days_in_stage', sa.Integer(), nullable=False, comment='whole days from entered_at to changed_at'),
+        sa.Column(
+            'exits', sa.Integer(), nullable=False, comment='stage changes out of the stage that day after that stay'
+        ),
+        comment='Time in stage of the deals that left it, per UTC day (kept by the sync like stage_move_days).',
+    )
+    op.create_index(
+        op.f('ix_stage_stay_days_day_source_pipeline_stage_days_in_stage_exits'),
+        'stage_stay_days',
+        ['day', 'source', 'pipeline', 'stage', 'days_in_stage', 'exits'],
+        unique=False,
+    )
+    dialect = op.get_bind().dialect.name
+    day, spent = DAY[dialect], SPENT[dialect]
+    op.execute(
+        f"INSERT INTO stage_move_days (day, source, pipeline, from_stage, to_stage, moves) "
+        f"SELECT {day}, o.source, o.pipeline, sc.from_stage, sc.to_stage, count(*) {COUNTED} "
+        f"GROUP BY {day}, o.source, o.pipeline, sc.from_stage, sc.to_stage"
+    )
+    op.execute(
+        f"INSERT INTO stage_stay_days (day, source, pipeline, stage, days_in_stage, exits) "
+        f"SELECT {day}, o.source, o.pipeline, sc.from_stage, {spent}, count(*) {COUNTED} "
+        f"AND sc.entered_at IS NOT NULL GROUP BY {day}, o.source, o.pipeline, sc.from_stage, {spent}"
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(
+        op.f('ix_stage_stay_days_day_source_pipeline_stage_days_in_stage_exits'), table_name='stage_stay_days'
+    )
+    op.drop_table('stage_stay_days')
+    op.drop_index(
+        op.f('ix_stage_move_days_day_source_pipeline_from_stage_to_stage_moves'), table_name='stage_move_days'
+    )
+    op.drop_table('stage_move_days')
