@@ -111,7 +111,7 @@ from sandbox.company_deals import RepJob, standard_quota_usd, write_rep_deals
 from sandbox.company_dirty import write_dirty
 from sandbox.company_leads import LeadStream, write_team_leads
 from sandbox.company_mutate import MutationSummary, mutate
-from sandbox.company_org import Org, Person, build_org
+from sandbox.company_org import SALESFORCE_TEAM_SHARE, Org, Person, build_org
 from sandbox.company_rates import write_rates
 from sandbox.company_sink import Sink
 from sandbox.planted import PROBLEMS, Plan, make_plan, measure
@@ -135,10 +135,13 @@ class Scale:
     leads: int
     activities_per_deal: float = 4.5
     activities_per_lead: float = 0.5
+    salesforce_share: float = SALESFORCE_TEAM_SHARE  # of the teams; each CRM keeps at least one
 
     def __post_init__(self) -> None:
         if self.reps < 2:
             raise ValueError("a company needs at least 2 reps (one team per CRM)")
+        if not 0 < self.salesforce_share < 1:
+            raise ValueError("salesforce_share is a share of the teams, between 0 and 1")
         if min(self.deals, self.leads) < 0 or min(self.activities_per_deal, self.activities_per_lead) < 0:
             raise ValueError("counts and rates cannot be negative")
 
@@ -147,6 +150,10 @@ SCALES = {
     "small": Scale("small", reps=10, deals=1_000, leads=2_500),
     "medium": Scale("medium", reps=50, deals=100_000, leads=200_000),
     "large": Scale("large", reps=500, deals=1_000_000, leads=1_000_000),
+    # The large company with one team of 72 on HubSpot, for the rules benchmark: the fake HubSpot serves
+    # deal history at a few hundred records/s, so syncing 40 % of a million deals from it takes hours; the
+    # warehouse rows are the same whichever CRM they came from.
+    "large-sf": Scale("large-sf", reps=500, deals=1_000_000, leads=1_000_000, salesforce_share=0.99),
 }
 
 
@@ -196,7 +203,7 @@ def generate(
         raise ValueError(f"{store.path} already holds a company; generate into an empty store")
     window = Window.of(anchor)
     sink = Sink(store)
-    org = build_org(scale.reps, seed, window, sink)
+    org = build_org(scale.reps, seed, window, sink, salesforce_share=scale.salesforce_share)
     plan = make_plan(org, scale.deals, seed, chosen)
     quotas = _quotas(org, scale, plan, window, seed)
     stale, pushed = _write_leads_and_deals(org, plan, scale, quotas, window, seed, sink)

@@ -79,11 +79,13 @@ class Org:
         return [r for t in self.teams if crm in (None, t.crm) for r in t.reps]
 
 
-def build_org(reps: int, seed: int, window: Window, sink: Sink) -> Org:
+def build_org(
+    reps: int, seed: int, window: Window, sink: Sink, *, salesforce_share: float = SALESFORCE_TEAM_SHARE
+) -> Org:
     """Decide teams and people, and hand their rows (and the pipelines) to the sink."""
     rng = Rng(f"{seed}:org")
     n_teams = max(2, ceil(reps / TEAM_SIZE))
-    n_sf = max(1, min(n_teams - 1, round(SALESFORCE_TEAM_SHARE * n_teams)))
+    n_sf = max(1, min(n_teams - 1, round(salesforce_share * n_teams)))
     crms = [SALESFORCE] * n_sf + [HUBSPOT] * (n_teams - n_sf)
     rng.shuffle(crms)
     names = [f"{r} {s}" for r in TEAM_REGIONS for s in TEAM_SEGMENTS]
