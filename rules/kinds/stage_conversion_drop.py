@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 from scipy.stats import norm
@@ -38,6 +38,11 @@ class Params(KindParams):
     baseline_days: int = Field(365, ge=30)  # the trailing window before it
     min_exits: int = Field(20, ge=5)  # deals leaving the stage needed in each window
     alpha: float = Field(0.001, gt=0, lt=0.5)  # one-sided two-proportion z-test level
+
+
+def _forward(before: Any, after: Any) -> bool:
+    """A move from stage row ``before`` to ``after`` advanced the deal: a later stage, not a lost one."""
+    return after.sort_order > before.sort_order and not (after.is_closed and not after.is_won)
 
 
 class StageConversionDrop:
@@ -75,21 +80,26 @@ class StageConversionDrop:
             before, after = known.get((source, pipeline, from_stage)), known.get((source, pipeline, to_stage))
             if before is None or after is None or before.is_closed:
                 continue
-            moved = after.sort_order > before.sort_order and not (after.is_closed and not after.is_won)
+            moved = _forward(before, after)
             cell = counts.setdefault((source, pipeline, from_stage, before.id, before.label, int(is_recent)), [0, 0])
             cell[0] += int(count) if moved else 0
             cell[1] += int(count)
         rows = [(*key, moved, exits) for key, (moved, exits) in counts.items()]
 
-        def samples(stage_id: str) -> tuple[SampleRecord, ...]:
+        def samples(source: str, pipeline: str, api_name: str, stage_id: str) -> tuple[SampleRecord, ...]:
             """The biggest deals that left the stage in the current window without moving forward."""
             if params.max_samples <= 0:
                 return ()
+            before = known[(source, pipeline, api_name)]
+            same = [(a, after) for (s, p, a), after in known.items() if (s, p) == (source, pipeline)]
+            back = [a for a, after in same if not _forward(before, after)]
             lost = warehouse.conn.execute(
                 leaving.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
                                   t.c.label.label("stage"), o.c.crm_url,
                                   days_between(sc.c.changed_at, now).label("days"))
-                .where(f.c.id == stage_id, sc.c.changed_at > split, ~advanced)
+                # source and stages named: the (source, from_stage, to_stage, changed_at) index, not the whole window
+                .where(sc.c.source == source, sc.c.from_stage == api_name, sc.c.to_stage.in_(back),
+                       f.c.id == stage_id, sc.c.changed_at > split, ~advanced)
                 .order_by(o.c.amount_reporting.desc(), o.c.id)
                 .limit(params.max_samples)
             ).mappings()  # fmt: skip
@@ -125,7 +135,7 @@ class StageConversionDrop:
                     share=p1,
                     baseline=p0,
                     sample_size=n1,
-                    samples=samples(stage_id),
+                    samples=samples(source, pipeline, api_name, stage_id),
                     explanation=(
                         f"{p1:.0%} of the {n1:,} deals that left {label} ({source}, pipeline {pipeline}) in the last "
                         f"{params.window_days} days moved forward, against {p0:.0%} of {n0:,} in the "
