@@ -115,12 +115,17 @@ def owner_evaluation(
     explain: Callable[[OwnerTally], str],
     baseline: float,
     describe: Callable[[Mapping[str, Any]], str | None] | None = None,
+    tallies: list[OwnerTally] | None = None,
 ) -> Evaluation:
     """A finding per owner whose flagged count reaches the tiers (the kind's ``default_tiers`` unless the
-    rule sets its own) and ``params.min_deals``; ``describe`` says why a sample deal was flagged."""
+    rule sets its own) and ``params.min_deals``; ``describe`` says why a sample deal was flagged.
+
+    ``tallies``: the owners' counts when the kind has them already (else counted from ``deals``); ``deals``
+    is then read for the samples of the owners named only.
+    """
     chosen = tiers(rule, default_tiers)
     graded = []
-    for tally in owner_tallies(warehouse, deals):
+    for tally in owner_tallies(warehouse, deals) if tallies is None else tallies:
         severity = grade(tally.flagged, chosen, "above") if tally.flagged >= params.min_deals else None
         if severity:
             graded.append((tally, severity))

@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import CTE, ColumnElement, Date, and_, case, cast, func, null, select
+from sqlalchemy import ColumnElement, Date, and_, case, cast, func, null, select
 
 from models.sqltime import dates_apart
 from models.tables import close_date_changes, reps
@@ -104,7 +104,26 @@ class CloseDateSlipped:
             .cte("counted")
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        outliers = self._past_end_outliers(warehouse, counted, params) if params.past_period_end else set()
+        c = counted.c
+        pushed_from = select(func.min(cdc.c.old_date)).where(pushes_of(c.id)).scalar_subquery()
+        pushed_by = dates_apart(pushed_from, select(func.max(cdc.c.new_date)).where(pushes_of(c.id)).scalar_subquery())
+        slipped = c.pushes >= params.min_pushes
+        out = c.left_from.is_not(None)
+        # One pass judges every owner both ways (their moved-out deals counting or not); the binomial test
+        # then picks one per owner. Only the owners named are read again, for their worst deals.
+        per_owner = warehouse.conn.execute(
+            select(c.owner_id, reps.c.name, reps.c.team, func.count(), func.sum(case((out, 1), else_=0)),
+                   *_tally(slipped, c.amount_reporting, case((slipped, pushed_by), else_=None)),
+                   *_tally(slipped | out, c.amount_reporting,
+                           case((slipped, pushed_by), (out, dates_apart(c.left_from, c.close_date)), else_=None)))
+            .join_from(counted, reps, reps.c.id == c.owner_id)
+            .group_by(c.owner_id, reps.c.name, reps.c.team)
+        ).all()  # fmt: skip
+        outliers = _past_end_outliers(per_owner, params) if params.past_period_end else set()
+        tallies = [  # columns: owner, name, team, open deals, moved out, then the two readings' figures
+            OwnerTally(r[0], r[1], r[2], int(r[3]), *_figures(r[8:11] if r[0] in outliers else r[5:8]))
+            for r in per_owner
+        ]
         out_counts = counted.c.left_from.is_not(None) & counted.c.owner_id.in_(sorted(outliers))
         judged = select(counted, out_counts.label("out_counts")).subquery("judged")
         j = judged.c
@@ -149,26 +168,37 @@ class CloseDateSlipped:
             explain=explain,
             baseline=params.min_pushes,
             describe=describe,
+            tallies=[t for t in tallies if t.flagged],
         )
 
-    @staticmethod
-    def _past_end_outliers(warehouse: Warehouse, counted: CTE, params: Params) -> set[str]:
-        """Owners who moved out of the period a share of their open deals well above the rest's."""
-        rows = warehouse.conn.execute(
-            select(
-                counted.c.owner_id, func.sum(case((counted.c.left_from.is_not(None), 1), else_=0)), func.count()
-            ).group_by(counted.c.owner_id)
-        ).all()
-        total_k, total_n = sum(int(r[1]) for r in rows), sum(int(r[2]) for r in rows)
-        found = set()
-        for owner_id, k, n in rows:
-            k, n, rest_n = int(k), int(n), total_n - int(n)
-            if k < params.min_past_end or rest_n == 0:
-                continue
-            p_rest = (total_k - k) / rest_n
-            if k / n - p_rest >= params.past_end_excess and binomial_p(k, n, p_rest, "greater") < params.alpha:
-                found.add(owner_id)
-        return found
+
+def _tally(flagged: ColumnElement[bool], amount: ColumnElement, days: ColumnElement) -> list[ColumnElement]:
+    """An owner's flagged deals, their amount and the worst ``days``, for one reading of "flagged"."""
+    return [
+        func.sum(case((flagged, 1), else_=0)),
+        func.coalesce(func.sum(case((flagged, func.coalesce(amount, 0)), else_=0)), 0),
+        func.max(case((flagged, func.coalesce(days, 0)), else_=None)),
+    ]
+
+
+def _figures(row: tuple | list) -> tuple[int, float, float]:
+    flagged, amount, worst = row
+    return int(flagged or 0), float(amount or 0), float(worst or 0)
+
+
+def _past_end_outliers(per_owner: list, params: Params) -> set[str]:
+    """Owners who moved out of the period a share of their open deals well above the rest's."""
+    rows = [(r[0], int(r[4]), int(r[3])) for r in per_owner]
+    total_k, total_n = sum(k for _, k, _ in rows), sum(n for _, _, n in rows)
+    found = set()
+    for owner_id, k, n in rows:
+        rest_n = total_n - n
+        if k < params.min_past_end or rest_n == 0:
+            continue
+        p_rest = (total_k - k) / rest_n
+        if k / n - p_rest >= params.past_end_excess and binomial_p(k, n, p_rest, "greater") < params.alpha:
+            found.add(owner_id)
+    return found
 
 
 def _day(value: Any) -> str:
