@@ -44,7 +44,7 @@ from sqlalchemy import Engine, create_engine, func, select, text  # noqa: E402
 from bench import naive_funnel, naive_performance  # noqa: E402
 from models.database import open_warehouse  # noqa: E402
 from models.settings import CompanySettings  # noqa: E402
-from models.tables import CRM_TABLES, opportunities  # noqa: E402
+from models.tables import CRM_TABLES, STAGE_ROLLUPS, opportunities  # noqa: E402
 from rules.check import evaluate_rules  # noqa: E402
 from rules.loader import load_rules  # noqa: E402
 from rules.model import Rule  # noqa: E402
@@ -102,13 +102,13 @@ def _sync(box: Sandbox, url: str) -> None:
 
 
 def _copy(source_url: str, target_url: str) -> None:
-    """Copy the CRM tables of a synced warehouse into an empty one (rules read the same rows;
-    a second sync through the fake CRMs would only measure the sync again)."""
+    """Copy the CRM tables of a synced warehouse and the sync's stage rollups into an empty one (rules read
+    the same rows; a second sync through the fake CRMs would only measure the sync again)."""
     source, target = open_warehouse(source_url), open_warehouse(target_url)
     with source.connect() as src, target.begin() as dst:
-        for table in reversed(CRM_TABLES):
+        for table in reversed((*CRM_TABLES, *STAGE_ROLLUPS)):
             dst.execute(table.delete())
-        for table in CRM_TABLES:
+        for table in (*CRM_TABLES, *STAGE_ROLLUPS):
             rows = src.execute(select(table)).mappings()
             while chunk := [dict(r) for r in rows.fetchmany(10_000)]:
                 dst.execute(table.insert(), chunk)

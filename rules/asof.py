@@ -106,41 +106,35 @@ def _stage_at(deal: FromClause, t: datetime) -> tuple[ColumnElement, ColumnEleme
     return stage, func.coalesce(entered, deal.c.created_at)
 
 
-def open_deals_at(t: datetime) -> Subquery:
-    """Every deal open at ``t``, with its state then (columns: ``OPEN_DEAL_COLUMNS``).
+def open_deals_at(t: datetime, columns: tuple[str, ...] = OPEN_DEAL_COLUMNS) -> Subquery:
+    """Every deal open at ``t``, with its state then (``columns``: some of ``OPEN_DEAL_COLUMNS``).
 
     Two parts: deals whose stage has not changed since ``t`` and are open now (read from the
     row, through the (is_closed, stage, stage_entered_at) index), and deals whose stage
     changed after ``t`` (rebuilt from ``stage_changes``; few when ``t`` is recent), kept when
     the stage they were in at ``t`` is an open one. Re-opened deals fall out right: a deal
-    closed at ``t`` and re-opened since was in a closed stage at ``t``.
+    closed at ``t`` and re-opened since was in a closed stage at ``t``. A rule asks for the
+    columns it reads: the close date and last activity at ``t`` cost a look-up per deal.
     """
     o = opportunities
-    shared = (
-        o.c.id,
-        o.c.source,
-        o.c.name,
-        o.c.owner_id,
-        o.c.pipeline,
-    )
-    tail = (
-        o.c.created_at,
-        o.c.amount_reporting,
-        close_date_at(o, t).label("close_date"),
-        last_activity_at(o, t).label("last_activity_at"),
-        o.c.crm_url,
-    )
-    unchanged = select(*shared, o.c.stage, o.c.stage_entered_at, *tail).where(
+    wanted = [name for name in OPEN_DEAL_COLUMNS if name in columns]
+    at_t = {
+        "close_date": close_date_at(o, t).label("close_date"),
+        "last_activity_at": last_activity_at(o, t).label("last_activity_at"),
+    }
+    unchanged = select(*(at_t.get(name, o.c[name]) for name in wanted)).where(
         o.c.is_closed == false(), o.c.stage_entered_at <= t, deal_exists_at(o, t)
     )
     stage, entered = _stage_at(o, t)
+    rebuilt = {**at_t, "stage": stage.label("stage"), "stage_entered_at": entered.label("stage_entered_at")}
+    keys = list(dict.fromkeys([*wanted, "source", "pipeline", "stage"]))
     moved = (
-        select(*shared, stage.label("stage"), entered.label("stage_entered_at"), *tail)
+        select(*(rebuilt.get(name, o.c[name]) for name in keys))
         .where(o.c.stage_entered_at > t, deal_exists_at(o, t))
         .subquery("moved")
     )
     moved_open = (
-        select(*(moved.c[name] for name in OPEN_DEAL_COLUMNS))
+        select(*(moved.c[name] for name in wanted))
         .join_from(
             moved,
             stages,

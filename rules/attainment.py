@@ -272,8 +272,7 @@ def open_pipeline_by_rep(
 
 def _open_pipeline_rows(warehouse: Warehouse, period: Period, now: datetime, scope: Scope) -> list[tuple]:
     """(owner, source, pipeline, stage, deals, amount, amount squared) of the open deals closing in the period."""
-    deals = open_deals_at(now)
-    d = deals.c
+    d = open_deals_at(now, ("id", "source", "owner_id", "pipeline", "stage", "amount_reporting", "close_date")).c
     amount = cast(d.amount_reporting, Float)
     rows = warehouse.conn.execute(
         select(

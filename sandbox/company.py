@@ -150,9 +150,10 @@ SCALES = {
     "small": Scale("small", reps=10, deals=1_000, leads=2_500),
     "medium": Scale("medium", reps=50, deals=100_000, leads=200_000),
     "large": Scale("large", reps=500, deals=1_000_000, leads=1_000_000),
-    # The large company with one team of 72 on HubSpot, for the rules benchmark: the fake HubSpot serves
-    # deal history at a few hundred records/s, so syncing 40 % of a million deals from it takes hours; the
-    # warehouse rows are the same whichever CRM they came from.
+    # Medium and large with one team on HubSpot (of 8 and of 72), for the rules benchmark: the fake HubSpot
+    # serves deal history at a few hundred records/s, so syncing 40 % of a million deals from it takes hours;
+    # the warehouse rows are the same whichever CRM they came from.
+    "medium-sf": Scale("medium-sf", reps=50, deals=100_000, leads=200_000, salesforce_share=0.99),
     "large-sf": Scale("large-sf", reps=500, deals=1_000_000, leads=1_000_000, salesforce_share=0.99),
 }
 

@@ -1,4 +1,4 @@
-"""per-day stage rollups (stage_move_days, stage_stay_days), kept by the sync
+"""per-day stage rollups (stage_move_days, stage_stay_days), kept by the sync; open-deal and lead indexes
 
 Revision ID: 0013
 Revises: 0012
@@ -8,6 +8,11 @@ The history rules (stalled_stage's time-in-stage limits, stage_conversion_drop, 
 rates) read every stage change of a trailing year at each evaluation: linear in the history,
 seconds at a million deals. The sync now keeps per-day counts of them (sync/rollups.py); existing
 warehouses get them here, in one grouped pass over stage_changes (the same SQL as the sync's).
+
+The open-deal rules read a third of a million open deals at that scale, each a look-up of its row
+through the (is_closed, stage, stage_entered_at) index; a partial index of the open deals holding
+the columns they read answers from the index alone; so does one of the leads for the cohorts of
+lead_qualification_rate.
 """
 
 from __future__ import annotations
@@ -31,7 +36,25 @@ SPENT = {
 }
 
 
+OPEN_DEAL_INDEX = [
+    'is_closed', 'stage', 'stage_entered_at', 'source', 'pipeline', 'owner_id', 'created_at', 'deleted_at',
+    'quarantine_id', 'id', 'amount_reporting', 'close_date', 'updated_at', 'synced_at', 'last_activity_at',
+]
+
+
+LEAD_COHORTS = ['created_at', 'owner_id', 'is_qualified', 'is_converted', 'lead_source', 'deleted_at', 'quarantine_id']
+
+
 def upgrade() -> None:
+    op.create_index('ix_leads_cohorts', 'leads', LEAD_COHORTS, unique=False)
+    op.create_index(
+        'ix_opportunities_open_deals',
+        'opportunities',
+        OPEN_DEAL_INDEX,
+        unique=False,
+        sqlite_where=sa.text('is_closed = 0'),
+        postgresql_where=sa.text('is_closed = false'),
+    )
     op.create_table(
         'stage_move_days',
         sa.Column('day', sa.Date(), nullable=False, comment='UTC day of the moves'),
@@ -81,6 +104,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_leads_cohorts', table_name='leads')
+    op.drop_index('ix_opportunities_open_deals', table_name='opportunities')
     op.drop_index(
         op.f('ix_stage_stay_days_day_source_pipeline_stage_days_in_stage_exits'), table_name='stage_stay_days'
     )

@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, Date, and_, case, cast, func, null, select
+from sqlalchemy import CTE, ColumnElement, Date, Subquery, and_, case, cast, func, null, select
 
 from models.sqltime import dates_apart
 from models.tables import close_date_changes, reps
@@ -47,6 +47,8 @@ from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_colum
 from rules.periods import PeriodKind, period_of
 from rules.scoping import deal_condition
 from rules.verdicts import binomial_p, plural
+
+COUNTED = ("id", "source", "owner_id", "pipeline", "stage", "amount_reporting", "close_date")
 
 
 class Params(OwnerParams):
@@ -66,7 +68,6 @@ class CloseDateSlipped:
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
         params = Params(**rule.params)
         cdc = close_date_changes
-        d = open_deals_at(now)
         period = period_of(params.period, now, warehouse.company)
 
         # Per open deal, through the (opportunity_id, changed_at) index: the history of closed
@@ -84,26 +85,30 @@ class CloseDateSlipped:
                 cdc.c.new_date > period.end,
             )
 
-        if params.past_period_end:
-            # The last in-period date the deal was moved out from (null: never moved out).
-            out_from = select(func.max(cdc.c.old_date)).where(moved_out_of_period(d.c.id)).scalar_subquery()
-            left_period = case((d.c.close_date > period.end, out_from), else_=None)
-        else:
-            left_period = cast(null(), Date)  # typed: PostgreSQL will subtract it from a date
-        counted = (
-            select(
-                d,
-                select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"),
-                left_period.label("left_from"),
+        def counted_of(d: Subquery, name: str) -> CTE:
+            if params.past_period_end:
+                # The last in-period date the deal was moved out from (null: never moved out).
+                out_from = select(func.max(cdc.c.old_date)).where(moved_out_of_period(d.c.id)).scalar_subquery()
+                left_period = case((d.c.close_date > period.end, out_from), else_=None)
+            else:
+                left_period = cast(null(), Date)  # typed: PostgreSQL will subtract it from a date
+            return (
+                select(
+                    d,
+                    select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"),
+                    left_period.label("left_from"),
+                )
+                .join_from(d, reps, reps.c.id == d.c.owner_id)
+                .where(deal_condition(rule.scope, d, reps))
+                # Counted once per deal: PostgreSQL inlines a plain subquery and repeats the count for
+                # every later use of ``pushes`` (five per deal; 0.72 -> 0.42 s at 100k deals). SQLite
+                # gains nothing from materializing (measured), so it keeps the inlined plan.
+                .cte(name)
+                .prefix_with("MATERIALIZED", dialect="postgresql")
             )
-            .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(deal_condition(rule.scope, d, reps))
-            # Counted once per deal: PostgreSQL inlines a plain subquery and repeats the count for
-            # every later use of ``pushes`` (five per deal; 0.72 -> 0.42 s at 100k deals). SQLite
-            # gains nothing from materializing (measured), so it keeps the inlined plan.
-            .cte("counted")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
+
+        # Owners judged from the columns the open-deal index holds; whole rows for the owners named only.
+        counted = counted_of(open_deals_at(now, COUNTED), "counted")
         c = counted.c
         pushed_from = select(func.min(cdc.c.old_date)).where(pushes_of(c.id)).scalar_subquery()
         pushed_by = dates_apart(pushed_from, select(func.max(cdc.c.new_date)).where(pushes_of(c.id)).scalar_subquery())
@@ -124,8 +129,9 @@ class CloseDateSlipped:
             OwnerTally(r[0], r[1], r[2], int(r[3]), *_figures(r[8:11] if r[0] in outliers else r[5:8]))
             for r in per_owner
         ]
-        out_counts = counted.c.left_from.is_not(None) & counted.c.owner_id.in_(sorted(outliers))
-        judged = select(counted, out_counts.label("out_counts")).subquery("judged")
+        full = counted_of(open_deals_at(now), "full")
+        out_counts = full.c.left_from.is_not(None) & full.c.owner_id.in_(sorted(outliers))
+        judged = select(full, out_counts.label("out_counts")).subquery("judged")
         j = judged.c
         first_date = select(func.min(cdc.c.old_date)).where(pushes_of(j.id)).scalar_subquery()
         moved = dates_apart(first_date, select(func.max(cdc.c.new_date)).where(pushes_of(j.id)).scalar_subquery())

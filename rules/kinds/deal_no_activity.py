@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, ClassVar
 
 from pydantic import Field
-from sqlalchemy import and_, case, func, select, true
+from sqlalchemy import ColumnElement, Subquery, and_, case, func, select, true
 
 from models.sqltime import days_between
 from models.tables import reps
@@ -23,9 +23,11 @@ from rules.asof import open_deals_at
 from rules.findings import Evaluation
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
-from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_columns
+from rules.owners import OwnerParams, OwnerTally, owner_evaluation, owner_tallies, sample_columns
 from rules.scoping import deal_condition
 from rules.verdicts import plural
+
+COUNTED = ("id", "source", "owner_id", "pipeline", "stage", "created_at", "amount_reporting", "last_activity_at")
 
 
 class Params(OwnerParams):
@@ -42,24 +44,27 @@ class DealNoActivity:
 
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
         params = Params(**rule.params)
-        d = open_deals_at(now)
-        touched = func.coalesce(d.c.last_activity_at, d.c.created_at)
-        idle = touched < now - timedelta(days=params.days)
-        wanted = and_(
-            deal_condition(rule.scope, d, reps),
-            d.c.amount_reporting >= params.min_amount if params.min_amount else true(),
-            func.lower(d.c.stage).in_([s.lower() for s in params.stages]) if params.stages else true(),
-        )
-        deals = (
-            select(
-                *sample_columns(d),
-                days_between(touched, now).label("days"),
-                case((idle, 1), else_=0).label("flagged"),
+
+        def judged(d: Subquery, columns: list[ColumnElement]) -> Subquery:
+            touched = func.coalesce(d.c.last_activity_at, d.c.created_at)
+            idle = touched < now - timedelta(days=params.days)
+            wanted = and_(
+                deal_condition(rule.scope, d, reps),
+                d.c.amount_reporting >= params.min_amount if params.min_amount else true(),
+                func.lower(d.c.stage).in_([s.lower() for s in params.stages]) if params.stages else true(),
             )
-            .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(wanted)
-            .subquery()
-        )
+            return (
+                select(*columns, days_between(touched, now).label("days"), case((idle, 1), else_=0).label("flagged"))
+                .join_from(d, reps, reps.c.id == d.c.owner_id)
+                .where(wanted)
+                .subquery()
+            )
+
+        # Counted from the columns the open-deal index holds; the whole rows only for the owners named.
+        narrow = open_deals_at(now, COUNTED)
+        tallies = owner_tallies(warehouse, judged(narrow, [narrow.c.owner_id, narrow.c.amount_reporting]))
+        full = open_deals_at(now)
+        deals = judged(full, sample_columns(full))
 
         def explain(t: OwnerTally) -> str:
             return (
@@ -68,5 +73,13 @@ class DealNoActivity:
             )
 
         return owner_evaluation(
-            rule, warehouse, now, deals, params, self.default_tiers, explain=explain, baseline=params.days
+            rule,
+            warehouse,
+            now,
+            deals,
+            params,
+            self.default_tiers,
+            explain=explain,
+            baseline=params.days,
+            tallies=tallies,
         )

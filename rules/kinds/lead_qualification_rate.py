@@ -56,21 +56,22 @@ class LeadQualificationRate:
         start = split - timedelta(days=params.baseline_days)
         qualified = or_(leads.c.is_qualified.is_(True), leads.c.is_converted.is_(True))
         current = case((leads.c.created_at > split, 1), else_=0).label("current")
-        if params.group_by == "team":
-            key, name = reps.c.team_id, reps.c.team
-        else:
-            key = name = func.coalesce(leads.c.lead_source, "(none)")
-        base = (
-            select(key.label("key"), name.label("name"), current, case((qualified, 1), else_=0).label("qualified"))
-            .join_from(leads, reps, reps.c.id == leads.c.owner_id)
-            .where(leads.c.created_at > start, leads.c.created_at <= end, alive_at(leads, now),
-                   rep_condition(rule.scope, reps))
+        source = func.coalesce(leads.c.lead_source, "(none)").label("source")
+        # Per owner first, from the cohort index alone; the few per-owner rows then meet their team.
+        per_owner = (
+            select(leads.c.owner_id, source, current, func.sum(case((qualified, 1), else_=0)).label("qualified"),
+                   func.count().label("leads"))
+            .where(leads.c.created_at > start, leads.c.created_at <= end, alive_at(leads, now))
+            .group_by(leads.c.owner_id, source, current)
             .subquery()
         )  # fmt: skip
+        o = per_owner.c
+        key, name = (reps.c.team_id, reps.c.team) if params.group_by == "team" else (o.source, o.source)
         rows = warehouse.conn.execute(
-            select(
-                base.c.key, func.max(base.c.name), base.c.current, func.sum(base.c.qualified), func.count()
-            ).group_by(base.c.key, base.c.current)
+            select(key, func.max(name), o.current, func.sum(o.qualified), func.sum(o.leads))
+            .join_from(per_owner, reps, reps.c.id == o.owner_id)
+            .where(rep_condition(rule.scope, reps))
+            .group_by(key, o.current)
         ).all()
         tally: dict[str, dict] = {}
         for key, name, is_current, k, n in rows:

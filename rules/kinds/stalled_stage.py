@@ -115,8 +115,9 @@ class StalledStage:
                     f"{params.min_history} needed for a p{params.percentile:g} limit"
                 )
 
-        d = open_deals_at(now)
-        # One pass over the open deals: each stage's cutoff instant picked by a CASE (null: no limit).
+        # One pass over the open deals (the columns the open-deal index covers: no row look-ups), each stage's
+        # cutoff instant picked by a CASE (null: no limit).
+        d = open_deals_at(now, ("id", "source", "owner_id", "pipeline", "stage", "stage_entered_at"))
         branches = [
             (and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a), literal(now - timedelta(days=days)))
             for (s, p, a), (days, _, _) in limits.items()
@@ -176,7 +177,7 @@ class StalledStage:
                         f"{k:,} of {whose}{n:,} open deals in {stage_subject.name} ({source}, pipeline {pipeline}) "
                         f"have been in the stage longer than {limit_text}; about {q:.0%} would be normal."
                     ),
-                    samples=self._samples(warehouse, d, rule, subject_key, now, days, params.max_samples,
+                    samples=self._samples(warehouse, rule, subject_key, now, days, params.max_samples,
                                           owner[0] if owner else None),
                     details={"stalled": k, "open": n, "limit_days": round(days, 1), "limit_basis": basis,
                              "history_exits": size, "p_value": p_value, "pipeline": pipeline, "source": source,
@@ -194,7 +195,6 @@ class StalledStage:
     @staticmethod
     def _samples(
         warehouse: Warehouse,
-        d,
         rule: Rule,
         key: tuple[str, str, str],
         now: datetime,
@@ -205,6 +205,7 @@ class StalledStage:
         if limit <= 0:
             return ()
         source, pipeline, api_name = key
+        d = open_deals_at(now)
         rows = warehouse.conn.execute(
             select(d.c.id, d.c.name, d.c.amount_reporting, d.c.crm_url,
                    stage_label(d.c.source, d.c.pipeline, d.c.stage).label("stage"), reps.c.name.label("owner"),
