@@ -12,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from models.errors import FatalError
 from models.schema_lock import schema_lock
+from models.tables import CRM_TABLES, STAGE_ROLLUPS
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -95,3 +96,22 @@ def open_warehouse(url: str) -> Engine:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise FatalError(f"cannot open the warehouse {where}: {reason}") from None
     return engine
+
+
+def gather_statistics(conn: Connection) -> None:
+    """Refresh the planner's statistics after a bulk load.
+
+    SQLite has none until ``ANALYZE`` runs, and without them it plans a fresh warehouse's joins from
+    the wrong side (the first sync of a million deals spent many minutes driving the rollup rebuild
+    from the deals' ``deleted_at`` index). PostgreSQL's autovacuum would get there, but only after
+    the load; the sync's own queries run right after it. ``analysis_limit`` samples each index
+    (SQLite), so this takes seconds, not a pass over every row.
+    """
+    # This schema's tables by name: a bare ANALYZE on PostgreSQL would visit every schema of the database.
+    names = [table.name for table in (*CRM_TABLES, *STAGE_ROLLUPS)]
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        for name in names:
+            conn.exec_driver_sql(f"ANALYZE {name}")
+    else:
+        conn.exec_driver_sql(f"ANALYZE {', '.join(names)}")

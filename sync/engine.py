@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connectors import retry
 from connectors.base import Connector, Deleted, Rejected, Stream, StreamContext
 from models.clock import Clock
+from models.database import gather_statistics
 from models.errors import FatalError, RetriableError
 from models.logs import RedactSecrets
 from models.records import Record
@@ -508,6 +509,8 @@ class SyncEngine:
             ).scalar_one_or_none()
             # No watermark on a warehouse with rows: an older version's, or a first sync cut off; derive all once.
             since = min(started_at, datetime.fromisoformat(stored)) if stored else started_at if first_sync else EPOCH
+            if first_sync or since == EPOCH:  # a bulk load: plan what follows with statistics
+                gather_statistics(conn)
             cascade_from_deals(conn, source, since, self.clock())
             book = RateBook.load(conn, self.settings.company)
             changed = reconvert(conn, source, book, self.clock(), all_new=first_sync)

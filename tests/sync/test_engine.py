@@ -617,3 +617,22 @@ def test_a_run_cut_off_before_its_derived_columns_has_them_derived_by_the_next(
         last_activity = conn.execute(select(opportunities.c.last_activity_at)).scalar_one()
         entered = conn.execute(select(stage_changes.c.entered_at)).scalar_one()
     assert (last_activity, entered) == (at(20), at(0))
+
+
+def _analyzed(engine: Engine) -> set[str]:
+    """Tables of this warehouse the planner has statistics for."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            exists = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'").first()
+            return set(conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1").scalars()) if exists else set()
+        query = (
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND last_analyze IS NOT NULL"
+        )
+        return set(conn.exec_driver_sql(query).scalars())
+
+
+def test_a_first_sync_leaves_the_planner_statistics(warehouse: Engine, settings: Settings, clock) -> None:
+    # Without them SQLite planned a fresh million-deal warehouse's joins from the wrong table (minutes).
+    assert "opportunities" not in _analyzed(warehouse)
+    SyncEngine(warehouse, settings, clock).sync_source(ScriptedConnector(*base_streams([[deal(1, 5), deal(2, 6)]])))
+    assert {"opportunities", "reps", "stages"} <= _analyzed(warehouse)
