@@ -280,7 +280,8 @@ close_date_changes = Table(
     Column("changed_at", UTCDateTime(), nullable=False, comment="when the change was made in the CRM"),
     Column("synced_at", UTCDateTime(), nullable=False, comment="when salespulse last wrote this row"),
     Column("deleted_at", UTCDateTime(), comment="set when the deal or this history row was deleted in the CRM"),
-    Index(None, "opportunity_id", "changed_at"),
+    # a deal's changes with their dates from the index alone (close_date_slipped reads them per open deal)
+    Index("ix_close_date_changes_deal_dates", "opportunity_id", "changed_at", "old_date", "new_date"),
     comment="Every change of a deal's expected close date (pushes are later new_date).",
 )
 

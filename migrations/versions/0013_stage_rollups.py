@@ -12,7 +12,7 @@ warehouses get them here, in one grouped pass over stage_changes (the same SQL a
 The open-deal rules read a third of a million open deals at that scale, each a look-up of its row
 through the (is_closed, stage, stage_entered_at) index; a partial index of the open deals holding
 the columns they read answers from the index alone; so does one of the leads for the cohorts of
-lead_qualification_rate.
+lead_qualification_rate; and a deal's close-date changes with their dates, for close_date_slipped.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ LEAD_COHORTS = ['created_at', 'owner_id', 'is_qualified', 'is_converted', 'lead_
 
 def upgrade() -> None:
     op.create_index('ix_leads_cohorts', 'leads', LEAD_COHORTS, unique=False)
+    with op.batch_alter_table('close_date_changes') as batch:
+        batch.drop_index('ix_close_date_changes_opportunity_id_changed_at')
+        batch.create_index(
+            'ix_close_date_changes_deal_dates',
+            ['opportunity_id', 'changed_at', 'old_date', 'new_date'],
+            unique=False,
+        )
     op.create_index(
         'ix_opportunities_open_deals',
         'opportunities',
@@ -105,6 +112,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_leads_cohorts', table_name='leads')
+    with op.batch_alter_table('close_date_changes') as batch:
+        batch.drop_index('ix_close_date_changes_deal_dates')
+        batch.create_index('ix_close_date_changes_opportunity_id_changed_at', ['opportunity_id', 'changed_at'])
     op.drop_index('ix_opportunities_open_deals', table_name='opportunities')
     op.drop_index(
         op.f('ix_stage_stay_days_day_source_pipeline_stage_days_in_stage_exits'), table_name='stage_stay_days'
