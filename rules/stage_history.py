@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
 
@@ -23,6 +23,7 @@ from models.tables import opportunities, reps, stage_changes, stage_move_days, s
 from rules.asof import alive_at
 from rules.model import Scope, Warehouse
 from rules.scoping import deal_condition, pipeline_condition, source_condition
+from sync.rollups import midnight
 
 Move = tuple[str, str, str, str]  # source, pipeline, from stage, to stage
 Histograms = dict[tuple[str, ...], Counter[int]]  # (source, pipeline[, stage]) -> whole days in stage -> exits
@@ -33,10 +34,6 @@ def uses_rollups(scope: Scope) -> bool:
     return not (scope.teams or scope.exclude_teams or scope.reps or scope.exclude_reps)
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
 def _split(lo: datetime, hi: datetime, now: datetime) -> tuple[tuple[date, date] | None, list[ColumnElement[bool]]]:
     """The whole days of (lo, hi] and the raw conditions on ``changed_at`` for the rest of it."""
     at = stage_changes.c.changed_at
@@ -44,13 +41,13 @@ def _split(lo: datetime, hi: datetime, now: datetime) -> tuple[tuple[date, date]
     last = hi.astimezone(UTC).date() - timedelta(days=1)
     if first > last:
         return None, [and_(at > lo, at <= hi)]
-    edges = [and_(at > lo, at < _midnight(first)), and_(at >= _midnight(last + timedelta(days=1)), at <= hi)]
+    edges = [and_(at > lo, at < midnight(first)), and_(at >= midnight(last + timedelta(days=1)), at <= hi)]
     # Deals deleted after the instant are not in the rollups; their changes of the whole days are read raw,
     # found from the deals (few; none when the instant is now), not from a scan of the window.
     gone = opportunities.alias("gone")
     later = select(gone.c.id).where(gone.c.deleted_at > now)
-    deleted_later = and_(stage_changes.c.opportunity_id.in_(later), at >= _midnight(first),
-                         at < _midnight(last + timedelta(days=1)))  # fmt: skip
+    deleted_later = and_(stage_changes.c.opportunity_id.in_(later), at >= midnight(first),
+                         at < midnight(last + timedelta(days=1)))  # fmt: skip
     return (first, last), [*edges, deleted_later]
 
 
