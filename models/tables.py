@@ -251,7 +251,7 @@ stage_move_days = Table(
     Column("from_stage", String(255), nullable=False, comment="stages.api_name left"),
     Column("to_stage", String(255), nullable=False, comment="stages.api_name entered"),
     Column("moves", Integer, nullable=False, comment="stage changes from_stage -> to_stage that day"),
-    Index(None, "day", "source", "pipeline", "from_stage", "to_stage", "moves"),
+    Index("ix_stage_move_days_window", "day", "source", "pipeline", "from_stage", "to_stage", "moves"),
     comment="Stage moves per UTC day (kept by the sync; rebuilt from stage_changes for every day a sync touched).",
 )
 
@@ -264,7 +264,7 @@ stage_stay_days = Table(
     Column("stage", String(255), nullable=False, comment="stages.api_name left (from_stage)"),
     Column("days_in_stage", Integer, nullable=False, comment="whole days from entered_at to changed_at"),
     Column("exits", Integer, nullable=False, comment="stage changes out of the stage that day after that stay"),
-    Index(None, "day", "source", "pipeline", "stage", "days_in_stage", "exits"),
+    Index("ix_stage_stay_days_window", "day", "source", "pipeline", "stage", "days_in_stage", "exits"),
     comment="Time in stage of the deals that left it, per UTC day (kept by the sync like stage_move_days).",
 )
 

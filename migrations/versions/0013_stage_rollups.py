@@ -73,7 +73,7 @@ def upgrade() -> None:
         comment='Stage moves per UTC day (kept by the sync; rebuilt from stage_changes for every day a sync touched).',
     )
     op.create_index(
-        op.f('ix_stage_move_days_day_source_pipeline_from_stage_to_stage_moves'),
+        'ix_stage_move_days_window',
         'stage_move_days',
         ['day', 'source', 'pipeline', 'from_stage', 'to_stage', 'moves'],
         unique=False,
@@ -91,7 +91,7 @@ def upgrade() -> None:
         comment='Time in stage of the deals that left it, per UTC day (kept by the sync like stage_move_days).',
     )
     op.create_index(
-        op.f('ix_stage_stay_days_day_source_pipeline_stage_days_in_stage_exits'),
+        'ix_stage_stay_days_window',
         'stage_stay_days',
         ['day', 'source', 'pipeline', 'stage', 'days_in_stage', 'exits'],
         unique=False,
@@ -117,10 +117,10 @@ def downgrade() -> None:
         batch.create_index('ix_close_date_changes_opportunity_id_changed_at', ['opportunity_id', 'changed_at'])
     op.drop_index('ix_opportunities_open_deals', table_name='opportunities')
     op.drop_index(
-        op.f('ix_stage_stay_days_day_source_pipeline_stage_days_in_stage_exits'), table_name='stage_stay_days'
+        'ix_stage_stay_days_window', table_name='stage_stay_days'
     )
     op.drop_table('stage_stay_days')
     op.drop_index(
-        op.f('ix_stage_move_days_day_source_pipeline_from_stage_to_stage_moves'), table_name='stage_move_days'
+        'ix_stage_move_days_window', table_name='stage_move_days'
     )
     op.drop_table('stage_move_days')

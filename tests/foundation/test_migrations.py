@@ -109,3 +109,10 @@ def test_0010_backfills_when_each_stage_change_entered_its_stage_as_the_sync_der
         _derive_stage_left_entered(conn, "salesforce", t0)
         assert dict(conn.execute(entered).all()) == migrated
     engine.dispose()
+
+
+def test_every_index_and_constraint_name_fits_postgresql() -> None:
+    # PostgreSQL cuts a longer name (with a hash), so the model's name is then not the database's.
+    names = [ix.name for table in metadata.tables.values() for ix in table.indexes]
+    names += [c.name for table in metadata.tables.values() for c in table.constraints if isinstance(c.name, str)]
+    assert [n for n in names if len(n) > 63] == []
