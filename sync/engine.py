@@ -519,7 +519,9 @@ class SyncEngine:
             _derive_stage_entered(conn, source)
             _derive_stage_left_entered(conn, source, since)
             _derive_last_activity(conn, source, since)
-            rollups.refresh(conn, source, since)
+            days = rollups.refresh(conn, source, since)
+            if days:
+                log.info("source=%s rebuilt %d day(s) of the stage rollups", source, days)
             apply_file_precedence(conn)
             save_cursor(conn, source, DERIVED_SINCE, started_at.isoformat(), self.clock())
 
