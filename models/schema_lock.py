@@ -55,6 +55,14 @@ def schema_lock(engine: Engine) -> Iterator[None]:
 
 
 def lock_schema_changes(conn: Connection) -> None:
-    """Within the connection's transaction, wait for other processes' schema changes (PostgreSQL)."""
+    """Within the connection's transaction, wait for other processes' schema changes.
+
+    PostgreSQL: an advisory lock to the end of the transaction. SQLite: its write lock, taken by a
+    write that changes nothing (the driver begins a transaction before a write, not before a read):
+    until then each read of the schema is its own transaction, and another connection's DROP INDEX
+    can land between two of them.
+    """
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"SELECT pg_advisory_xact_lock{_KEY}"), {"cls": LOCK_CLASS})
+    elif conn.dialect.name == "sqlite":
+        conn.execute(text("UPDATE sync_locks SET source = source WHERE 0"))

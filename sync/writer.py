@@ -277,11 +277,11 @@ def begin_bulk_load(conn: Connection, table: Table) -> bool:
 def ensure_indexes(conn: Connection, table: Table) -> None:
     """Create the table's missing secondary indexes. Another process's sync may be dropping or
     creating them too (the sources load the same tables): under the schema lock, and ``IF NOT
-    EXISTS``, so neither fails on the other's DDL."""
+    EXISTS``, so neither fails on the other's DDL. The lock comes before the indexes are read:
+    SQLAlchemy reads a partial index's definition in a second query, and an index dropped in
+    between failed that read (a TypeError on SQLite)."""
+    lock_schema_changes(conn)
     present = {ix["name"] for ix in inspect(conn).get_indexes(table.name)}
     missing = [index for index in table.indexes if index.name not in present]
-    if not missing:
-        return
-    lock_schema_changes(conn)
     for index in missing:
         conn.execute(CreateIndex(index, if_not_exists=True))
