@@ -106,7 +106,7 @@ def announcement(ctx: Context, views: Sequence[View]) -> Message:
     more = f" and {len(views) - 10} more" if len(views) > 10 else ""
     state = "Resolved" if not live else worst.upper()
     text = f"[{state}] {ctx.title}: {names}{more}"
-    return Message(escape(text)[:FALLBACK_LIMIT], blocks)
+    return Message(_clip(escape(text), FALLBACK_LIMIT), blocks)
 
 
 def follow_up(ctx: Context, kind: str, views: Sequence[View]) -> Message:
@@ -117,7 +117,7 @@ def follow_up(ctx: Context, kind: str, views: Sequence[View]) -> Message:
     names = ", ".join(v.finding.subject.name for v in views[:10])
     more = f" and {len(views) - 10} more" if len(views) > 10 else ""
     plain = re.sub(r":[a-z_]+: ", "", words)
-    return Message(escape(f"{plain}: {ctx.title}: {names}{more}")[:FALLBACK_LIMIT], blocks)
+    return Message(_clip(escape(f"{plain}: {ctx.title}: {names}{more}"), FALLBACK_LIMIT), blocks)
 
 
 def _noun(views: Sequence[View]) -> str:

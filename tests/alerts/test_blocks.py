@@ -100,6 +100,19 @@ def test_any_crm_text_renders_valid_escaped_blocks_without_secrets(found: list[F
         assert_slack_accepts(redact(message.as_json(), [SECRET]))
 
 
+@pytest.mark.parametrize("offset", range(5))
+def test_a_long_fallback_text_is_cut_between_escapes(offset: int) -> None:
+    """The plain-text fallback is cut after escaping: a cut inside '&amp;' would leave a bare '&' (found by
+    the property test above: a rep name full of ampersands)."""
+    rep = Subject("rep", "r1", "b" * offset + "&" * 1_000, "EMEA")
+    view = View(Finding("pace", "quota_pace", rep, "warn", 0.3, 0.9, 10, "share", "behind"))
+    ctx = Context("pace", "Reps behind", "USD", AS_OF)
+    for message in (announcement(ctx, [view]), follow_up(ctx, "resolved", [view])):
+        assert len(message.text) <= 2_000
+        assert message.text.endswith("&amp;…")
+        assert not re.search(r"&(?!amp;|lt;|gt;)", message.text)
+
+
 def test_many_findings_end_with_and_n_more() -> None:
     subject = [Subject("rep", f"r{i}", f"Rep {i} " + "x" * 300, "EMEA") for i in range(200)]
     found = [
