@@ -61,10 +61,13 @@ def source_condition(scope: Scope, source: ColumnElement) -> ColumnElement[bool]
     return func.lower(source).in_(_lowered(scope.sources))
 
 
+def deal_side(scope: Scope, deal: FromClause) -> ColumnElement[bool]:
+    """The scope's conditions on the deal itself (pipeline, source): with ``rep_condition`` on its owner,
+    the whole scope. A rule grouping deals per owner applies this to the deals and the owner's side to the
+    few grouped rows."""
+    return and_(pipeline_condition(scope, deal.c.pipeline), source_condition(scope, deal.c.source))
+
+
 def deal_condition(scope: Scope, deal: FromClause, rep: FromClause) -> ColumnElement[bool]:
     """The whole scope for a deal joined to its owner (``rep``): pipeline, source and owner."""
-    return and_(
-        pipeline_condition(scope, deal.c.pipeline),
-        source_condition(scope, deal.c.source),
-        rep_condition(scope, rep),
-    )
+    return and_(deal_side(scope, deal), rep_condition(scope, rep))

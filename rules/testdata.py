@@ -3,8 +3,9 @@
 A rule test describes a small company the way an admin thinks of it — reps with a team and a
 hire date, quotas, deals with the path they took through the funnel in days relative to the
 evaluation instant, leads, activities — and this module turns it into warehouse rows exactly
-as a sync would leave them (ids ``<crm>:<id>``, amounts converted, ``stage_entered_at`` and
-``last_activity_at`` derived, the per-day stage rollups built), so the rules run on it unchanged.
+as a sync would leave them (ids ``<crm>:<id>``, amounts converted, ``stage_entered_at``,
+``last_activity_at`` and the close-date push counts derived, the per-day stage rollups built),
+so the rules run on it unchanged.
 
 Times: a number is days relative to the test's ``at`` (``-3`` = three days before; fractions
 allowed); a date or datetime is absolute (a naive datetime is read in the company time zone).
@@ -25,7 +26,7 @@ from sqlalchemy import Connection, insert
 from models.settings import CompanySettings
 from models.tables import activities, close_date_changes, leads, opportunities, quotas, reps, stage_changes, stages
 from rules.instants import instant_of
-from sync import rollups
+from sync import close_dates, rollups
 
 Crm = Literal["salesforce", "hubspot"]
 
@@ -490,6 +491,7 @@ def write_data(conn: Connection, data: DataIn, at: datetime, company: CompanySet
             conn.execute(insert(table), rows)
     for source in {row["source"] for row in deal_rows}:
         rollups.rebuild(conn, source)
+        close_dates.summarise(conn, opportunities.c.source == source)
 
 
 def _rep(rows: dict[str, dict[str, Any]], name: str, path: tuple[str | int, ...]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from models.settings import Settings
 from models.tables import (
     DERIVED_SINCE,
     activities,
+    close_date_changes,
     exchange_rates,
     opportunities,
     quarantine,
@@ -51,7 +52,7 @@ from models.tables import (
     sync_runs,
     sync_state,
 )
-from sync import rollups, workers
+from sync import close_dates, rollups, workers
 from sync.currency import RateBook, reconvert, store_rates
 from sync.cursor import Cursor, advance, in_order, is_boundary_duplicate, lower_bound
 from sync.lock import heartbeat, source_lock
@@ -495,8 +496,8 @@ class SyncEngine:
 
     # -- derived columns -------------------------------------------------------------
     def _derive(self, source: str, started_at: datetime, *, first_sync: bool) -> None:
-        """Keep ``stage_entered_at`` and ``last_activity_at`` on the deal row, ``entered_at`` on each stage
-        change and the per-day stage rollups (the rule queries need them fast);
+        """Keep ``stage_entered_at``, ``last_activity_at`` and the close-date push count on the deal row,
+        ``entered_at`` on each stage change and the per-day stage rollups (the rule queries need them fast);
         re-convert amounts if a rate changed; delete children of deals deleted while their streams ran.
 
         Over the rows written since the last run that got this far, not only this run's: a run cut off
@@ -519,6 +520,7 @@ class SyncEngine:
             _derive_stage_entered(conn, source)
             _derive_stage_left_entered(conn, source, since)
             _derive_last_activity(conn, source, since)
+            _derive_close_date_history(conn, source, since)
             days = rollups.refresh(conn, source, since)
             if days:
                 log.info("source=%s rebuilt %d day(s) of the stage rollups", source, days)
@@ -620,3 +622,10 @@ def _derive_last_activity(conn: Connection, source: str, since: datetime) -> Non
         .where(o.c.source == source, (o.c.synced_at >= since) | o.c.id.in_(touched))
         .values(last_activity_at=func.coalesce(latest, o.c.last_activity_at))
     )
+
+
+def _derive_close_date_history(conn: Connection, source: str, since: datetime) -> None:
+    """The close-date summary of the deals whose close-date changes (or row) were written since ``since``."""
+    o, cdc = opportunities, close_date_changes
+    touched = select(cdc.c.opportunity_id).where(cdc.c.source == source, cdc.c.synced_at >= since)
+    close_dates.summarise(conn, (o.c.source == source) & ((o.c.synced_at >= since) | o.c.id.in_(touched)))

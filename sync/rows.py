@@ -122,7 +122,12 @@ STREAM_TABLES: dict[str, StreamTable] = {
     ),
     "stages": StreamTable(stages, StageRecord, deletable=False),
     "leads": StreamTable(leads, LeadRecord, refs=("owner_id", "converted_opportunity_id")),
-    "opportunities": StreamTable(opportunities, OpportunityRecord, refs=("owner_id", "lead_id")),
+    "opportunities": StreamTable(
+        opportunities,
+        OpportunityRecord,
+        refs=("owner_id", "lead_id"),
+        derived=("close_date_pushes", "close_date_changed_at"),
+    ),
     "stage_changes": StreamTable(stage_changes, StageChangeRecord, refs=("opportunity_id",), has_updated_at=False),
     "close_date_changes": StreamTable(
         close_date_changes, CloseDateChangeRecord, refs=("opportunity_id",), has_updated_at=False

@@ -36,19 +36,19 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import CTE, ColumnElement, Date, Subquery, and_, case, cast, func, null, select, true
+from sqlalchemy import CTE, ColumnElement, Date, Subquery, and_, case, cast, func, null, select
 
 from models.sqltime import dates_apart
 from models.tables import close_date_changes, reps
-from rules.asof import open_deals_at
+from rules.asof import CLOSE_DATE_HISTORY, OPEN_DEAL_COLUMNS, open_deals_at
 from rules.findings import Evaluation
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_columns
 from rules.periods import PeriodKind, period_of
-from rules.scoping import deal_condition
+from rules.scoping import deal_condition, deal_side, rep_condition
 from rules.verdicts import binomial_p, grade, plural, tiers
 
-COUNTED = ("id", "source", "owner_id", "pipeline", "stage", "amount_reporting", "close_date")
+COUNTED = ("id", "source", "owner_id", "pipeline", "stage", "amount_reporting", "close_date", *CLOSE_DATE_HISTORY)
 
 
 class Params(OwnerParams):
@@ -70,8 +70,9 @@ class CloseDateSlipped:
         cdc = close_date_changes
         period = period_of(params.period, now, warehouse.company)
 
-        # Per open deal, through the (opportunity_id, changed_at) index: the history of closed
-        # deals is never read; how far the date moved is looked up for flagged deals only.
+        # A deal's pushes come from its row (the sync counts them); its history is read, through the
+        # (opportunity_id, changed_at) index, only for a deal changed in the period and now after its end,
+        # and for how far the date moved of the deals shown. The history of closed deals is never read.
         def pushes_of(deal_id: ColumnElement) -> ColumnElement[bool]:
             return and_(cdc.c.opportunity_id == deal_id, cdc.c.changed_at <= now, cdc.c.new_date > cdc.c.old_date)
 
@@ -85,26 +86,32 @@ class CloseDateSlipped:
                 cdc.c.new_date > period.end,
             )
 
-        def counted_of(d: Subquery, name: str, owners: list[str] | None = None) -> CTE:
+        def counted_of(
+            d: Subquery, name: str, owners: list[str] | None = None, outliers: frozenset[str] = frozenset()
+        ) -> CTE:
             if params.past_period_end:
                 # The last in-period date the deal was moved out from (null: never moved out).
                 out_from = select(func.max(cdc.c.old_date)).where(moved_out_of_period(d.c.id)).scalar_subquery()
-                left_period = case((d.c.close_date > period.end, out_from), else_=None)
+                changed_since = d.c.close_date_changed_at >= period.start_utc  # null: never changed
+                left_period = case((and_(d.c.close_date > period.end, changed_since), out_from), else_=None)
             else:
                 left_period = cast(null(), Date)  # typed: PostgreSQL will subtract it from a date
-            return (
-                select(
-                    d,
-                    select(func.count()).where(pushes_of(d.c.id)).scalar_subquery().label("pushes"),
-                    left_period.label("left_from"),
+            query = select(d, d.c.close_date_pushes.label("pushes"), left_period.label("left_from"))
+            if owners is None:  # every owner: the owner's side of the scope is applied to the grouped owners
+                query = query.where(deal_side(rule.scope, d))
+            else:  # the owners named, for their samples: the deals that can be flagged only
+                can_flag = d.c.close_date_pushes >= params.min_pushes
+                if outliers:
+                    can_flag = can_flag | d.c.owner_id.in_(sorted(outliers))
+                query = query.join_from(d, reps, reps.c.id == d.c.owner_id).where(
+                    deal_condition(rule.scope, d, reps), d.c.owner_id.in_(owners), can_flag
                 )
-                .join_from(d, reps, reps.c.id == d.c.owner_id)
-                .where(deal_condition(rule.scope, d, reps), d.c.owner_id.in_(owners) if owners is not None else true())
-                # Counted once per deal: both databases inline a plain CTE and repeat the count for every
-                # later use of ``pushes`` (a dozen per deal in the owners' pass; at a million deals on SQLite
-                # 17.8 -> 10.1 s, on PostgreSQL 0.72 -> 0.42 s at 100k deals).
-                .cte(name)
-                .prefix_with("MATERIALIZED")
+            return (
+                query
+                # Looked up once per deal: both databases inline a plain CTE and repeat a subquery for every
+                # later use of its column (a dozen per deal in the owners' pass; when ``pushes`` was one, at a
+                # million deals on SQLite 17.8 -> 10.1 s, on PostgreSQL 0.72 -> 0.42 s at 100k deals).
+                .cte(name).prefix_with("MATERIALIZED")
             )
 
         # Owners judged from the columns the open-deal index holds; whole rows for the owners named only.
@@ -116,14 +123,20 @@ class CloseDateSlipped:
         out = c.left_from.is_not(None)
         # One pass judges every owner both ways (their moved-out deals counting or not); the binomial test
         # then picks one per owner. Only the owners named are read again, for their worst deals.
-        per_owner = warehouse.conn.execute(
-            select(c.owner_id, reps.c.name, reps.c.team, func.count(), func.sum(case((out, 1), else_=0)),
+        # Grouped per owner before the owners are joined (a look-up per deal cost more than the rest).
+        figures = (
+            select(c.owner_id, func.count(), func.sum(case((out, 1), else_=0)),
                    *_tally(slipped, c.amount_reporting, case((slipped, pushed_by), else_=None)),
                    *_tally(slipped | out, c.amount_reporting,
                            case((slipped, pushed_by), (out, dates_apart(c.left_from, c.close_date)), else_=None)))
-            .join_from(counted, reps, reps.c.id == c.owner_id)
-            .group_by(c.owner_id, reps.c.name, reps.c.team)
-        ).all()  # fmt: skip
+            .group_by(c.owner_id)
+            .subquery("figures")
+        )  # fmt: skip
+        per_owner = warehouse.conn.execute(
+            select(figures.c[0], reps.c.name, reps.c.team, *list(figures.c)[1:])
+            .join_from(figures, reps, reps.c.id == figures.c[0])
+            .where(rep_condition(rule.scope, reps))
+        ).all()
         outliers = _past_end_outliers(per_owner, params) if params.past_period_end else set()
         tallies = [  # columns: owner, name, team, open deals, moved out, then the two readings' figures
             OwnerTally(r[0], r[1], r[2], int(r[3]), *_figures(r[8:11] if r[0] in outliers else r[5:8]))
@@ -131,7 +144,8 @@ class CloseDateSlipped:
         ]
         chosen = tiers(rule, self.default_tiers)
         named = [t for t in tallies if t.flagged >= params.min_deals and grade(t.flagged, chosen, "above")]
-        full = counted_of(open_deals_at(now), "full", [t.owner_id for t in named])
+        full = counted_of(open_deals_at(now, (*OPEN_DEAL_COLUMNS, *CLOSE_DATE_HISTORY)), "full",
+                          [t.owner_id for t in named], frozenset(outliers))  # fmt: skip
         out_counts = full.c.left_from.is_not(None) & full.c.owner_id.in_(sorted(outliers))
         judged = select(full, out_counts.label("out_counts")).subquery("judged")
         j = judged.c

@@ -15,16 +15,16 @@ from datetime import datetime, timedelta
 from typing import Annotated, ClassVar
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, Subquery, and_, case, func, select, true
+from sqlalchemy import ColumnElement, FromClause, Select, Subquery, and_, case, func, select, true
 
 from models.sqltime import days_between
 from models.tables import reps
-from rules.asof import open_deals_at
+from rules.asof import open_deals_at, per_part
 from rules.findings import Evaluation
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
-from rules.owners import OwnerParams, OwnerTally, owner_evaluation, owner_tallies, sample_columns
-from rules.scoping import deal_condition
+from rules.owners import OwnerParams, OwnerTally, owner_evaluation, owner_figures, owner_tallies, sample_columns
+from rules.scoping import deal_condition, deal_side
 from rules.verdicts import plural
 
 COUNTED = ("id", "source", "owner_id", "pipeline", "stage", "created_at", "amount_reporting", "last_activity_at")
@@ -45,26 +45,28 @@ class DealNoActivity:
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
         params = Params(**rule.params)
 
-        def judged(d: Subquery, columns: list[ColumnElement]) -> Subquery:
+        def judged(d: FromClause, columns: list[ColumnElement], *, owners_joined: bool) -> Subquery:
             touched = func.coalesce(d.c.last_activity_at, d.c.created_at)
             idle = touched < now - timedelta(days=params.days)
             wanted = and_(
-                deal_condition(rule.scope, d, reps),
+                deal_condition(rule.scope, d, reps) if owners_joined else deal_side(rule.scope, d),
                 d.c.amount_reporting >= params.min_amount if params.min_amount else true(),
                 func.lower(d.c.stage).in_([s.lower() for s in params.stages]) if params.stages else true(),
             )
-            return (
-                select(*columns, days_between(touched, now).label("days"), case((idle, 1), else_=0).label("flagged"))
-                .join_from(d, reps, reps.c.id == d.c.owner_id)
-                .where(wanted)
-                .subquery()
-            )
+            flagged = case((idle, 1), else_=0).label("flagged")
+            query = select(*columns, days_between(touched, now).label("days"), flagged)
+            if owners_joined:
+                query = query.join_from(d, reps, reps.c.id == d.c.owner_id)
+            return query.where(wanted).subquery()
 
-        # Counted from the columns the open-deal index holds; the whole rows only for the owners named.
-        narrow = open_deals_at(now, COUNTED)
-        tallies = owner_tallies(warehouse, judged(narrow, [narrow.c.owner_id, narrow.c.amount_reporting]))
+        # Counted from the columns the open-deal index holds (the owner's side of the scope applied per owner);
+        # the whole rows only for the owners named.
+        def figures(part: FromClause) -> Select:
+            return owner_figures(judged(part, [part.c.owner_id, part.c.amount_reporting], owners_joined=False))
+
+        tallies = owner_tallies(warehouse, per_part(now, COUNTED, figures), rule.scope)
         full = open_deals_at(now)
-        deals = judged(full, sample_columns(full))
+        deals = judged(full, sample_columns(full), owners_joined=True)
 
         def explain(t: OwnerTally) -> str:
             return (

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, insert
 
 from models.tables import activities, close_date_changes, leads, opportunities, reps, stage_changes, stages
 from sync import rollups
+from sync.close_dates import summarise
 
 STAGES = (  # api name, closed, won
     ("Prospecting", False, False),
@@ -153,6 +154,7 @@ class CompanyData:
             old = new
         if moves:
             self.conn.execute(insert(close_date_changes), moves)
+            summarise(self.conn, opportunities.c.id == deal_id)  # as the sync keeps it
         for days in activity_days:
             self.activity(owner, days, opportunity_id=deal_id)
         return deal_id

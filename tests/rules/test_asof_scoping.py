@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from models.tables import opportunities, reps
-from rules.asof import open_deals_at
+from rules.asof import OPEN_DEAL_COLUMNS, open_deals_at
 from rules.model import Scope
 from rules.scoping import deal_condition, rep_condition
 from tests.rules.company_data import CompanyData
@@ -16,10 +16,10 @@ from tests.rules.company_data import CompanyData
 NOW = datetime(2026, 5, 14, 18, 0, tzinfo=UTC)
 
 
-def _open_at(engine: Engine, days: float) -> dict[str, dict]:
+def _open_at(engine: Engine, days: float, columns: tuple[str, ...] = OPEN_DEAL_COLUMNS) -> dict[str, dict]:
     t = NOW if days == 0 else CompanyData(None, NOW).at(days)  # type: ignore[arg-type]
     with engine.connect() as conn:
-        rows = conn.execute(select(open_deals_at(t))).mappings().all()
+        rows = conn.execute(select(open_deals_at(t, columns))).mappings().all()
     return {r["id"]: dict(r) for r in rows}
 
 
@@ -50,6 +50,34 @@ def test_open_deals_at_rebuilds_stage_close_date_and_last_activity(warehouse: En
     assert then[moved]["last_activity_at"] == data.at(-20)
     assert then[pushed]["close_date"] == date(2026, 6, 1)
     assert now[pushed]["close_date"] == date(2026, 7, 1)
+
+
+@pytest.mark.parametrize(
+    ("days", "pushes"),
+    [(0, 3), (-0.5, 2), (-3, 1), (-12, 1), (-25, 1), (-31, 0), (-40, 0)],
+    ids=["now", "before the last push", "after the pull-in", "before it", "after the first", "before it", "early"],
+)
+def test_pushes_at_an_instant_count_the_later_dates_made_by_then(warehouse: Engine, days: float, pushes: int) -> None:
+    """The sync's count on the row is today's; as of earlier, the pushes made after the instant do not count."""
+    with warehouse.begin() as conn:
+        data = CompanyData(conn, NOW)
+        ana = data.rep("Ana")
+        first_close = (data.at(-50) + timedelta(days=60)).date()
+        moves = [
+            (-30, first_close + timedelta(days=30)),  # a push
+            (-20, first_close + timedelta(days=30)),  # the same date again: not a push
+            (-5, first_close + timedelta(days=10)),  # pulled in: not a push
+            (-1, first_close + timedelta(days=40)),  # a push
+            (-0.2, first_close + timedelta(days=50)),  # a push
+        ]
+        deal = data.deal(ana, [("Prospecting", -50)], close_dates=moves)
+        untouched = data.deal(ana, [("Prospecting", -50)])
+
+    columns = ("id", "close_date_pushes", "close_date_changed_at")
+    at = _open_at(warehouse, days, columns)
+    assert at[deal]["close_date_pushes"] == pushes
+    assert at[untouched]["close_date_pushes"] == 0
+    assert at[untouched]["close_date_changed_at"] is None
 
 
 SCOPES = [

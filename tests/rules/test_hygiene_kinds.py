@@ -132,6 +132,9 @@ def test_close_dates_pushed_three_times_flag_the_deal(warehouse: Engine) -> None
     # as of before the third push, the deal had slipped twice only
     assert run(warehouse, "close_date_slipped", now=data.at(-60)).findings == ()
     assert run(warehouse, "close_date_slipped", params={"min_pushes": 2}, now=data.at(-60)).findings != ()
+    # the owner's side of the scope, applied to the owners after grouping
+    assert run(warehouse, "close_date_slipped", scope=Scope(teams=("team a",))).findings == (finding,)
+    assert run(warehouse, "close_date_slipped", scope=Scope(exclude_reps=("ana",))).findings == ()
 
 
 def _label_proposal(conn, pipeline: str) -> None:

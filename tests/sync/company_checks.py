@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 
 from models.sqltime import whole_days_between
-from models.tables import activities, opportunities, stage_changes
+from models.tables import activities, close_date_changes, opportunities, stage_changes
 from models.tables import stage_move_days as m
 from models.tables import stage_stay_days as y
 from sandbox.company import GroundTruth
@@ -141,6 +141,7 @@ def differences(engine: Engine, store: Store, truth: GroundTruth, crm: str, tabl
         derived = {
             "stage_changes": (underived_stage_changes, stale_stage_rollups),
             "activities": (stale_last_activity,),
+            "opportunities": (stale_close_date_history,),
         }
         return next(filter(None, (check(engine, crm) for check in derived.get(table, ()))), None)
     twice = sum(n - 1 for row, n in got.items() if n > 1)
@@ -239,6 +240,38 @@ def stale_last_activity(engine: Engine, crm: str) -> str | None:
     if not wrong:
         return None
     return f"{crm} opportunities: last_activity_at stale on {len(wrong)} of {len(rows)} deals, e.g. {wrong[:3]}"
+
+
+def stale_close_date_history(engine: Engine, crm: str) -> str | None:
+    """None when every deal carries its close-date push count and latest change as its changes say, else which not.
+
+    Counted here in Python from the rows: a push is a change to a later date (dates compared as dates).
+    """
+    o, cdc = opportunities, close_date_changes
+    with engine.connect() as conn:
+        deals = {
+            deal: (pushes, _instant(latest))
+            for deal, pushes, latest in conn.execute(
+                select(o.c.id, o.c.close_date_pushes, o.c.close_date_changed_at).where(o.c.source == crm)
+            )
+        }
+        changes = conn.execute(
+            select(cdc.c.opportunity_id, cdc.c.old_date, cdc.c.new_date, cdc.c.changed_at).where(cdc.c.source == crm)
+        ).all()
+    want = {deal: (0, None) for deal in deals}
+    for deal, old, new, changed in changes:
+        if deal not in want:
+            continue
+        pushes, latest = want[deal]
+        pushed = old is not None and new is not None and _day(new) > _day(old)
+        want[deal] = (pushes + pushed, max(filter(None, (latest, _instant(changed)))))
+    wrong = sorted(deal for deal, got in deals.items() if got != want[deal])
+    if not wrong:
+        return None
+    return (
+        f"{crm} opportunities: close_date_pushes / close_date_changed_at stale on {len(wrong)} of {len(deals)} "
+        f"deals, e.g. {[(d, deals[d], want[d]) for d in wrong[:2]]}"
+    )
 
 
 def actual(engine: Engine, source: str, table: str) -> list[tuple[Any, ...]]:
