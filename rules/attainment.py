@@ -46,11 +46,11 @@ from typing import Literal
 
 from pydantic import Field
 from scipy.stats import norm
-from sqlalchemy import Float, Subquery, and_, cast, func, or_, select, union_all
+from sqlalchemy import Float, FromClause, Select, Subquery, and_, cast, func, or_, select, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.tables import opportunities, quotas, reps
-from rules.asof import alive_at, close_date_at, open_deals_at
+from rules.asof import alive_at, close_date_at, per_part
 from rules.model import Rule, Scope, Warehouse
 from rules.periods import Period, local_day, period_of
 from rules.scoping import pipeline_condition, rep_condition, source_condition
@@ -196,7 +196,7 @@ def closed_in(first: date, last: date, now: datetime, scope: Scope) -> Subquery:
     moment = closed_moment()
     stamp = func.coalesce(o.updated_at, o.synced_at)
     shared = and_(
-        o.is_closed.is_(True),
+        o.is_closed == true(),  # "= 1" on SQLite, as the closed-deal index's condition reads
         alive_at(opportunities, now),
         or_(moment.is_(None), moment <= now),
         deal_scope(scope),
@@ -272,25 +272,25 @@ def open_pipeline_by_rep(
 
 def _open_pipeline_rows(warehouse: Warehouse, period: Period, now: datetime, scope: Scope) -> list[tuple]:
     """(owner, source, pipeline, stage, deals, amount, amount squared) of the open deals closing in the period."""
-    d = open_deals_at(now, ("id", "source", "owner_id", "pipeline", "stage", "amount_reporting", "close_date")).c
-    amount = cast(d.amount_reporting, Float)
+
+    def closing(part: FromClause) -> Select:
+        d = part.c
+        amount = cast(d.amount_reporting, Float)
+        keys = (d.owner_id, d.source, d.pipeline, d.stage)  # the open-deal index's order: the grouping streams
+        return (
+            select(*keys, func.count().label("deals"), func.coalesce(func.sum(amount), 0.0).label("amount"),
+                   func.coalesce(func.sum(amount * amount), 0.0).label("squares"))
+            .where(d.close_date >= period.start, d.close_date <= period.end, pipeline_condition(scope, d.pipeline),
+                   source_condition(scope, d.source))
+            .group_by(*keys)
+        )  # fmt: skip
+
+    read = ("id", "source", "owner_id", "pipeline", "stage", "amount_reporting", "close_date")
+    g = per_part(now, read, closing).c
     rows = warehouse.conn.execute(
         select(
-            d.owner_id,
-            d.source,
-            d.pipeline,
-            d.stage,
-            func.count(),
-            func.coalesce(func.sum(amount), 0.0),
-            func.coalesce(func.sum(amount * amount), 0.0),
-        )
-        .where(
-            d.close_date >= period.start,
-            d.close_date <= period.end,
-            pipeline_condition(scope, d.pipeline),
-            source_condition(scope, d.source),
-        )
-        .group_by(d.owner_id, d.source, d.pipeline, d.stage)
+            g.owner_id, g.source, g.pipeline, g.stage, func.sum(g.deals), func.sum(g.amount), func.sum(g.squares)
+        ).group_by(g.owner_id, g.source, g.pipeline, g.stage)
     )
     return [tuple(row) for row in rows]
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Literal
 
 from pydantic import Field
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, literal, or_, select, union_all
 
 from models.tables import leads, reps
 from rules.asof import alive_at
@@ -55,18 +55,19 @@ class LeadQualificationRate:
         split = end - timedelta(days=params.window_days)
         start = split - timedelta(days=params.baseline_days)
         qualified = or_(leads.c.is_qualified.is_(True), leads.c.is_converted.is_(True))
-        current = case((leads.c.created_at > split, 1), else_=0).label("current")
-        source = func.coalesce(leads.c.lead_source, "(none)").label("source")
-        # Per owner first, from the cohort index alone; the few per-owner rows then meet their team.
-        per_owner = (
-            select(leads.c.owner_id, source, current, func.sum(case((qualified, 1), else_=0)).label("qualified"),
-                   func.count().label("leads"))
-            .where(leads.c.created_at > start, leads.c.created_at <= end, alive_at(leads, now))
-            .group_by(leads.c.owner_id, source, current)
-            .subquery()
-        )  # fmt: skip
+        # Per owner and lead source first, each cohort on its own, in the cohort index's order (owner, source,
+        # created): the grouping streams from the index; the few per-owner rows then meet their team.
+        cohorts = [
+            select(leads.c.owner_id, leads.c.lead_source, literal(is_current).label("current"),
+                   func.sum(case((qualified, 1), else_=0)).label("qualified"), func.count().label("leads"))
+            .where(leads.c.created_at > lo, leads.c.created_at <= hi, alive_at(leads, now))
+            .group_by(leads.c.owner_id, leads.c.lead_source)
+            for is_current, lo, hi in ((0, start, split), (1, split, end))
+        ]  # fmt: skip
+        per_owner = union_all(*cohorts).subquery("per_owner")
         o = per_owner.c
-        key, name = (reps.c.team_id, reps.c.team) if params.group_by == "team" else (o.source, o.source)
+        source = func.coalesce(o.lead_source, "(none)")
+        key, name = (reps.c.team_id, reps.c.team) if params.group_by == "team" else (source, source)
         rows = warehouse.conn.execute(
             select(key, func.max(name), o.current, func.sum(o.qualified), func.sum(o.leads))
             .join_from(per_owner, reps, reps.c.id == o.owner_id)

@@ -283,7 +283,8 @@ class _Judge:
                 .limit(limit)
             )
         else:
-            d = open_deals_at(self.now).c
+            shown = ("id", "name", "owner_id", "source", "pipeline", "stage", "amount_reporting", "close_date")
+            d = open_deals_at(self.now, (*shown, "crm_url")).c
             rows = self.warehouse.conn.execute(
                 select(d.id, d.name, d.amount_reporting, stage_label(d.source, d.pipeline, d.stage).label("stage"))
                 .add_columns(d.crm_url)

@@ -10,7 +10,8 @@ z = (p1 - p0) / sqrt(p (1 - p) (1/n1 + 1/n0)), one-sided p-value = Phi(z)
 (scipy.stats.norm.cdf). Reported when both windows have ``min_exits`` exits, p-value <
 ``alpha`` and the ratio p1 / p0 reaches the tiers (below; default warn 0.75, critical 0.5).
 The finding's value is p1, its baseline p0, its sample size n1; samples are the biggest deals
-that left the stage in the current window without moving forward (``days``: since they left).
+among the latest 1,000 that left the stage for each stage behind it (lost, or back) in the current
+window (``days``: since they left).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 from scipy.stats import norm
-from sqlalchemy import and_, select
+from sqlalchemy import select, union_all
 
 from models.sqltime import days_between
 from models.tables import opportunities, reps, stage_changes, stages
@@ -30,7 +31,12 @@ from rules.asof import alive_at
 from rules.findings import Evaluation, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.scoping import deal_condition
+from rules.stage_label import stage_label
 from rules.verdicts import KindParams, deal_sample, share_finding, significant, tiers
+
+# Samples come from the latest exits to each stage behind, not the whole window: a busy stage's 90 days hold
+# a fifth of a million exits at the large scale, each a look-up of its deal's amount.
+SAMPLED_EXITS = 1000
 
 
 class Params(KindParams):
@@ -54,19 +60,8 @@ class StageConversionDrop:
         params = Params(**rule.params)
         chosen = tiers(rule, self.default_tiers)
         sc, o = stage_changes, opportunities
-        f, t = stages.alias("f"), stages.alias("t")
         split = now - timedelta(days=params.window_days)
         start = split - timedelta(days=params.baseline_days)
-        advanced = and_(t.c.sort_order > f.c.sort_order, ~and_(t.c.is_closed, ~t.c.is_won))
-        leaving = (
-            select()
-            .join_from(sc, o, o.c.id == sc.c.opportunity_id)
-            .join(reps, reps.c.id == o.c.owner_id)
-            .join(f, and_(f.c.source == o.c.source, f.c.pipeline == o.c.pipeline, f.c.api_name == sc.c.from_stage))
-            .join(t, and_(t.c.source == o.c.source, t.c.pipeline == o.c.pipeline, t.c.api_name == sc.c.to_stage))
-            .where(sc.c.changed_at <= now, f.c.is_closed.is_(False), alive_at(o, now),
-                   deal_condition(rule.scope, o, reps))
-        )  # fmt: skip
         # Counted per (pipeline, from, to) from the sync's per-day rollups (rules/stage_history.py); the stages
         # table is small, so "advanced" is decided here per pair.
         windows = {
@@ -86,22 +81,46 @@ class StageConversionDrop:
             cell[1] += int(count)
         rows = [(*key, moved, exits) for key, (moved, exits) in counts.items()]
 
-        def samples(source: str, pipeline: str, api_name: str, stage_id: str) -> tuple[SampleRecord, ...]:
+        def samples(source: str, pipeline: str, api_name: str) -> tuple[SampleRecord, ...]:
             """The biggest deals that left the stage in the current window without moving forward."""
             if params.max_samples <= 0:
                 return ()
             before = known[(source, pipeline, api_name)]
             same = [(a, after) for (s, p, a), after in known.items() if (s, p) == (source, pipeline)]
             back = [a for a, after in same if not _forward(before, after)]
-            lost = warehouse.conn.execute(
-                leaving.add_columns(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
-                                  t.c.label.label("stage"), o.c.crm_url,
-                                  days_between(sc.c.changed_at, now).label("days"))
-                # source and stages named: the (source, from_stage, to_stage, changed_at) index, not the whole window
-                .where(sc.c.source == source, sc.c.from_stage == api_name, sc.c.to_stage.in_(back),
-                       f.c.id == stage_id, sc.c.changed_at > split, ~advanced)
+            # The biggest few among the latest exits to each stage behind (the (source, from, to, time) index walked
+            # backwards, a bounded number of steps), from indexes alone; names, owners and links for those only.
+            latest = [
+                select(recent.c.opportunity_id, recent.c.to_stage, recent.c.changed_at).select_from(recent)
+                for recent in (
+                    select(sc.c.opportunity_id, sc.c.to_stage, sc.c.changed_at)
+                    .where(sc.c.source == source, sc.c.from_stage == api_name, sc.c.to_stage == to_stage,
+                           sc.c.changed_at > split, sc.c.changed_at <= now)
+                    .order_by(sc.c.changed_at.desc())
+                    .limit(SAMPLED_EXITS)
+                    .subquery()
+                    for to_stage in back
+                )
+            ]  # fmt: skip
+            if not latest:
+                return ()
+            exits = union_all(*latest).subquery("exits")
+            worst = (
+                select(o.c.id.label("deal_id"), exits.c.to_stage, exits.c.changed_at, o.c.amount_reporting)
+                .join_from(exits, o, o.c.id == exits.c.opportunity_id)
+                .join(reps, reps.c.id == o.c.owner_id)
+                .where(o.c.pipeline == pipeline, alive_at(o, now), deal_condition(rule.scope, o, reps))
                 .order_by(o.c.amount_reporting.desc(), o.c.id)
                 .limit(params.max_samples)
+                .subquery("worst")
+            )
+            lost = warehouse.conn.execute(
+                select(o.c.id, o.c.name, o.c.amount_reporting, reps.c.name.label("owner"),
+                       stage_label(o.c.source, o.c.pipeline, worst.c.to_stage).label("stage"), o.c.crm_url,
+                       days_between(worst.c.changed_at, now).label("days"))
+                .join_from(worst, o, o.c.id == worst.c.deal_id)
+                .join(reps, reps.c.id == o.c.owner_id)
+                .order_by(o.c.amount_reporting.desc(), o.c.id)
             ).mappings()  # fmt: skip
             return tuple(deal_sample(r) for r in lost)
 
@@ -135,7 +154,7 @@ class StageConversionDrop:
                     share=p1,
                     baseline=p0,
                     sample_size=n1,
-                    samples=samples(source, pipeline, api_name, stage_id),
+                    samples=samples(source, pipeline, api_name),
                     explanation=(
                         f"{p1:.0%} of the {n1:,} deals that left {label} ({source}, pipeline {pipeline}) in the last "
                         f"{params.window_days} days moved forward, against {p0:.0%} of {n0:,} in the "

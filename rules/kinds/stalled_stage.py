@@ -25,15 +25,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
-from sqlalchemy import and_, case, func, literal, select, true
+from sqlalchemy import FromClause, Select, and_, case, func, literal, select, true
 
 from models.sqltime import days_between
-from models.tables import reps, stages
-from rules.asof import open_deals_at
+from models.tables import opportunities, reps, stages
+from rules.asof import per_part
 from rules.findings import Evaluation, Note, SampleRecord, Subject
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.names import NameOf
-from rules.scoping import deal_condition
+from rules.scoping import deal_condition, deal_side, rep_condition
 from rules.stage_history import stays
 from rules.stage_label import stage_label
 from rules.verdicts import KindParams, binomial_p, deal_sample, plural, share_finding, significant, tiers
@@ -116,20 +116,29 @@ class StalledStage:
                 )
 
         # One pass over the open deals (the columns the open-deal index covers: no row look-ups), each stage's
-        # cutoff instant picked by a CASE (null: no limit).
-        d = open_deals_at(now, ("id", "source", "owner_id", "pipeline", "stage", "stage_entered_at"))
-        branches = [
-            (and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a), literal(now - timedelta(days=days)))
-            for (s, p, a), (days, _, _) in limits.items()
-        ]
-        stalled = case((d.c.stage_entered_at < case(*branches, else_=None), 1), else_=0) if branches else literal(0)
-        groups = [d.c.source, d.c.pipeline, d.c.stage] + (
-            [reps.c.id, reps.c.name, reps.c.team] if params.per_owner else []
-        )
+        # cutoff instant picked by a CASE (null: no limit); grouped per owner and stage in the index's order,
+        # then per stage (or per stage and owner) over the owners the scope keeps.
+        def per_owner_and_stage(d: FromClause) -> Select:
+            branches = [
+                (and_(d.c.source == s, d.c.pipeline == p, d.c.stage == a), literal(now - timedelta(days=days)))
+                for (s, p, a), (days, _, _) in limits.items()
+            ]
+            stalled = case((d.c.stage_entered_at < case(*branches, else_=None), 1), else_=0) if branches else literal(0)
+            keys = (d.c.owner_id, d.c.source, d.c.pipeline, d.c.stage)
+            return (
+                select(*keys, func.count().label("open"), func.sum(stalled).label("stalled"))
+                .where(deal_side(rule.scope, d))
+                .group_by(*keys)
+            )
+
+        read = ("id", "source", "owner_id", "pipeline", "stage", "stage_entered_at")
+        counted = per_part(now, read, per_owner_and_stage)
+        g = counted.c
+        groups = [g.source, g.pipeline, g.stage] + ([reps.c.id, reps.c.name, reps.c.team] if params.per_owner else [])
         stalled_rows = warehouse.conn.execute(
-            select(*groups, func.count(), func.sum(stalled))
-            .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(deal_condition(rule.scope, d, reps))
+            select(*groups, func.sum(g.open), func.sum(g.stalled))
+            .join_from(counted, reps, reps.c.id == g.owner_id)
+            .where(rep_condition(rule.scope, reps))
             .group_by(*groups)
         ).all()
         notes = [
@@ -205,16 +214,31 @@ class StalledStage:
         if limit <= 0:
             return ()
         source, pipeline, api_name = key
-        d = open_deals_at(now)
+
+        # The longest-stalled few of each part of the open deals (walking the (is_closed, stage, stage_entered_at)
+        # index in order, a few steps), then of both; names, owners and links are read for those only.
+        def longest(d: FromClause) -> Select:
+            first = (
+                select(d.c.id, d.c.stage_entered_at)
+                .join_from(d, reps, reps.c.id == d.c.owner_id)
+                .where(deal_condition(rule.scope, d, reps), d.c.source == source, d.c.pipeline == pipeline,
+                       d.c.stage == api_name, d.c.stage_entered_at < now - timedelta(days=days),
+                       d.c.owner_id == owner if owner else true())
+                .order_by(d.c.stage_entered_at, d.c.id)
+                .limit(limit)
+                .subquery()
+            )  # fmt: skip
+            return select(first.c.id, first.c.stage_entered_at)
+
+        parts = per_part(now, ("id", "source", "owner_id", "pipeline", "stage", "stage_entered_at"), longest)
+        worst = select(parts).order_by(parts.c.stage_entered_at, parts.c.id).limit(limit).subquery("worst")
+        o = opportunities
         rows = warehouse.conn.execute(
-            select(d.c.id, d.c.name, d.c.amount_reporting, d.c.crm_url,
-                   stage_label(d.c.source, d.c.pipeline, d.c.stage).label("stage"), reps.c.name.label("owner"),
-                   days_between(d.c.stage_entered_at, now).label("days"))
-            .join_from(d, reps, reps.c.id == d.c.owner_id)
-            .where(deal_condition(rule.scope, d, reps), d.c.source == source, d.c.pipeline == pipeline,
-                   d.c.stage == api_name, d.c.stage_entered_at < now - timedelta(days=days),
-                   d.c.owner_id == owner if owner else true())
-            .order_by(d.c.stage_entered_at, d.c.id)
-            .limit(limit)
+            select(o.c.id, o.c.name, o.c.amount_reporting, o.c.crm_url,
+                   stage_label(o.c.source, o.c.pipeline, literal(api_name)).label("stage"),
+                   reps.c.name.label("owner"), days_between(worst.c.stage_entered_at, now).label("days"))
+            .join_from(worst, o, o.c.id == worst.c.id)
+            .join(reps, reps.c.id == o.c.owner_id)
+            .order_by(worst.c.stage_entered_at, worst.c.id)
         ).mappings()  # fmt: skip
         return tuple(deal_sample(r) for r in rows)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from rules.kinds.stalled_stage import _percentile
+from rules.model import Scope
 from tests.rules.company_data import CompanyData
 from tests.rules.test_hygiene_kinds import run
 
@@ -176,3 +177,7 @@ def test_stalled_stage_per_owner_names_the_rep_whose_deals_sit(warehouse: Engine
     # the stage as a whole: 10 of 20 stalled
     (stage,) = run(warehouse, "stalled_stage", now=NOW).findings
     assert (stage.subject.name, stage.value) == ("Proposal", 0.5)
+    # the owner's side of a scope (applied to the owners after grouping; the history is the scope's too)
+    (both,) = run(warehouse, "stalled_stage", now=NOW, scope=Scope(teams=("team a", "Team B"))).findings
+    assert (both.subject.name, both.value, both.sample_size) == ("Proposal", 0.5, 20)
+    assert run(warehouse, "stalled_stage", now=NOW, scope=Scope(exclude_reps=("Ben",))).findings == ()
