@@ -114,6 +114,11 @@ def upgrade() -> None:
         batch.create_index(
             'ix_stage_changes_pair_moves', ['source', 'from_stage', 'to_stage', 'changed_at', 'opportunity_id']
         )
+    if op.get_bind().dialect.name == 'sqlite':
+        # SQLite plans from the statistics ANALYZE stored: without any for the new indexes it may pick one
+        # that reads every row (PostgreSQL keeps its statistics per column, not per index)
+        for table in ('opportunities', 'leads', 'stage_changes'):
+            op.execute(f'ANALYZE {table}')
 
 
 def downgrade() -> None:
