@@ -54,7 +54,8 @@ class DealNoActivity:
                 func.lower(d.c.stage).in_([s.lower() for s in params.stages]) if params.stages else true(),
             )
             flagged = case((idle, 1), else_=0).label("flagged")
-            query = select(*columns, days_between(touched, now).label("days"), flagged)
+            days = case((idle, days_between(touched, now)), else_=None).label("days")  # of flagged deals only
+            query = select(*columns, days, flagged)
             if owners_joined:
                 query = query.join_from(d, reps, reps.c.id == d.c.owner_id)
             return query.where(wanted).subquery()
