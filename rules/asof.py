@@ -144,8 +144,9 @@ def per_part(t: datetime, columns: tuple[str, ...], aggregate: Callable[[FromCla
     A rule grouping the open deals per owner reads them from the open-deal index, which is in
     owner order: grouped one part at a time, the third of a million deals of the large scale
     stream through the grouping, where grouped over the union of both parts they were sorted
-    first (0.5-1 s a pass). For aggregates that add up across the parts (count, sum, max): the
-    caller groups the union again.
+    first (0.5-1 s a pass). For what combines across the parts (count, sum, max, the first few
+    in an order): the caller groups (or orders) the union again. One use per statement: the
+    moved part is a named CTE.
     """
     unchanged, moved = open_deal_parts(t, columns)
     # The moved part is found through the stage_entered_at index; grouped per owner in place, SQLite would

@@ -136,6 +136,7 @@ class CloseDateSlipped:
             select(figures.c[0], reps.c.name, reps.c.team, *list(figures.c)[1:])
             .join_from(figures, reps, reps.c.id == figures.c[0])
             .where(rep_condition(rule.scope, reps))
+            .order_by(figures.c[0])
         ).all()
         outliers = _past_end_outliers(per_owner, params) if params.past_period_end else set()
         tallies = [  # columns: owner, name, team, open deals, moved out, then the two readings' figures
