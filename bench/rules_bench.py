@@ -116,8 +116,12 @@ def _copy(source_url: str, target_url: str) -> None:
             while chunk := [dict(r) for r in rows.fetchmany(10_000)]:
                 dst.execute(table.insert(), chunk)
     with target.connect() as conn:  # statistics for the planner, as autovacuum would gather them
-        conn.execute(text("ANALYZE"))
-        conn.commit()
+        if conn.dialect.name == "postgresql":  # and the visibility map index-only scans need, as autovacuum sets it
+            names = ", ".join(t.name for t in (*CRM_TABLES, *STAGE_ROLLUPS))
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"VACUUM (ANALYZE) {names}")
+        else:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
     source.dispose()
     target.dispose()
 
