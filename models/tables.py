@@ -198,6 +198,12 @@ opportunities = Table(
         comment="close-date changes to a later date (kept by the sync from close_date_changes)",
     ),
     Column(
+        "rollup_pipeline",
+        String(100),
+        comment="the pipeline the stage rollups count this deal's changes under; null: not counted (deleted, "
+        "stale) or not yet (kept by the sync)",
+    ),
+    Column(
         "close_date_changed_at",
         UTCDateTime(),
         comment="the latest close-date change (kept by the sync from close_date_changes); null: never changed",

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -518,10 +518,10 @@ class SyncEngine:
             if changed:
                 log.info("source=%s re-converted %d amount(s): the exchange rates changed", source, changed)
             _derive_stage_entered(conn, source)
-            _derive_stage_left_entered(conn, source, since)
+            rederived = _derive_stage_left_entered(conn, source, since)
             _derive_last_activity(conn, source, since)
             _derive_close_date_history(conn, source, since)
-            days = rollups.refresh(conn, source, since)
+            days = rollups.refresh(conn, source, since, rederived)
             if days:
                 log.info("source=%s rebuilt %d day(s) of the stage rollups", source, days)
             apply_file_precedence(conn)
@@ -579,12 +579,13 @@ def _derive_stage_entered(conn: Connection, source: str) -> None:
     )
 
 
-def _derive_stage_left_entered(conn: Connection, source: str, since: datetime) -> None:
+def _derive_stage_left_entered(conn: Connection, source: str, since: datetime) -> set[date]:
     """``entered_at`` of every change of the deals with a change not derived yet (written in this run or in a
     run killed before this step: the upsert writes it null) or written in this run (its creation may have moved).
 
     Recomputed for all of such a deal's changes, in one window-function pass: a change synced late (older than
-    the deal's latest) moves the ``entered_at`` of the change after it too.
+    the deal's latest) moves the ``entered_at`` of the change after it too. Returns the UTC days of the changes
+    whose ``entered_at`` moved (their time in stage is counted in the rollups of that day).
     """
     sc, o = stage_changes, opportunities
     underived = select(sc.c.opportunity_id).where(sc.c.source == source, sc.c.entered_at.is_(None))
@@ -602,11 +603,13 @@ def _derive_stage_left_entered(conn: Connection, source: str, since: datetime) -
         .where(sc.c.opportunity_id.in_(union(underived, rewritten)))
         .subquery("previous")
     )
-    conn.execute(
+    moved = conn.execute(
         update(sc)
         .where(sc.c.id == previous.c.id, sc.c.entered_at.is_distinct_from(previous.c.entered))
         .values(entered_at=previous.c.entered)
-    )
+        .returning(sc.c.changed_at)
+    ).scalars()
+    return {changed.astimezone(UTC).date() for changed in moved}
 
 
 def _derive_last_activity(conn: Connection, source: str, since: datetime) -> None:

@@ -3,17 +3,19 @@
 Why whole days are rebuilt and counts never adjusted: a run rewrites deals (pipeline moved,
 deleted, marked stale) and changes (re-read, ``entered_at`` re-derived) without knowing what
 each row counted for before. A day's rows recomputed from ``stage_changes`` are right whatever
-changed, so the days rebuilt are every day holding a change of a deal the run touched: a deal
-row written since the derive watermark (deletes and stale marks move ``synced_at`` too) or a
-deal with a change written since then. Adjacent days are rebuilt as one range, so a first sync
-is one grouped pass over all changes.
+changed, so the days rebuilt are every day that may count differently: the days of changes
+written since the derive watermark or whose ``entered_at`` moved, and every day of a deal whose
+standing in the rollups changed (deletes and stale marks move ``synced_at`` too; the standing
+the rollups last counted is on the row). Adjacent days are rebuilt as one range, so a first
+sync is one grouped pass over all changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, delete, func, insert, select, union
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, delete, func, insert, select, union, update
 
 from models.sqltime import utc_day, whole_days_between
 from models.tables import opportunities, stage_changes, stage_move_days, stage_stay_days
@@ -85,23 +87,27 @@ def rebuild(conn: Connection, source: str, first: date | None = None, last: date
         conn.execute(insert(table).from_select(columns, rows(source, start, end)))
 
 
-def refresh(conn: Connection, source: str, since: datetime) -> int:
-    """Rebuild the days holding a change of a deal touched since ``since``; returns how many days."""
+def refresh(conn: Connection, source: str, since: datetime, rederived: Iterable[date] = ()) -> int:
+    """Rebuild the days whose counts may have changed since ``since``; returns how many days.
+
+    Those are the days of the stage changes written since; ``rederived``, the days of changes whose
+    ``entered_at`` the derive step moved (time in stage); and every day of a deal written since whose
+    standing changed: the pipeline the rollups count it under, or whether they count it at all
+    (deleted, stale, back), known from the ``rollup_pipeline`` the last refresh left on its row. A deal
+    rewritten for its amount or name changes no day.
+    """
     sc, o = stage_changes, opportunities
-    touched = union(
-        select(o.c.id).where(o.c.source == source, o.c.synced_at >= since),
-        select(sc.c.opportunity_id).where(sc.c.source == source, sc.c.synced_at >= since),
+    standing = case((counted(), o.c.pipeline), else_=None)
+    moved = and_(o.c.source == source, o.c.synced_at >= since, o.c.rollup_pipeline.is_distinct_from(standing))
+    day = utc_day(sc.c.changed_at)
+    found = union(
+        select(day).where(sc.c.source == source, sc.c.synced_at >= since, sc.c.from_stage.is_not(None)),
+        select(day).where(sc.c.opportunity_id.in_(select(o.c.id).where(moved)), sc.c.from_stage.is_not(None)),
     )
-    days = [
-        _as_date(d)
-        for d in conn.execute(
-            select(utc_day(sc.c.changed_at))
-            .where(sc.c.opportunity_id.in_(touched), sc.c.from_stage.is_not(None))
-            .distinct()
-        ).scalars()
-    ]
-    for first, last in day_ranges(days):
+    days = {_as_date(d) for d in conn.execute(found).scalars()} | set(rederived)
+    for first, last in day_ranges(list(days)):
         rebuild(conn, source, first, last)
+    conn.execute(update(o).where(moved).values(rollup_pipeline=standing))
     return len(days)
 
 
