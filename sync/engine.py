@@ -502,8 +502,11 @@ class SyncEngine:
 
         Over the rows written since the last run that got this far, not only this run's: a run cut off
         before this step (killed, interrupted) stored pages its successor does not read again (the cursor
-        moved past them), so only this watermark, saved in the same transaction, brings them in.
+        moved past them), so only this watermark, saved in the same transaction, brings them in. The
+        watermark saved is the instant this step began: every row of this run was written by then (its
+        streams have ended), so the next run does not derive them again (after a full sync, every row).
         """
+        began = self.clock()
         with self.engine.begin() as conn:
             stored = conn.execute(
                 select(sync_state.c.cursor).where(sync_state.c.source == source, sync_state.c.stream == DERIVED_SINCE)
@@ -525,7 +528,7 @@ class SyncEngine:
             if days:
                 log.info("source=%s rebuilt %d day(s) of the stage rollups", source, days)
             apply_file_precedence(conn)
-            save_cursor(conn, source, DERIVED_SINCE, started_at.isoformat(), self.clock())
+            save_cursor(conn, source, DERIVED_SINCE, began.isoformat(), self.clock())
 
 
 def next_startable(targets: list[str], waiting: list[int], running: Iterable[int]) -> int | None:
