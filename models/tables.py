@@ -161,7 +161,7 @@ leads = Table(
 OPEN_DEAL_INDEX = (
     "is_closed", "owner_id", "source", "pipeline", "stage", "stage_entered_at", "created_at", "deleted_at",
     "quarantine_id", "id", "amount_reporting", "close_date", "updated_at", "synced_at", "last_activity_at",
-    "close_date_pushes", "close_date_changed_at",
+    "close_date_pushes", "close_date_changed_at", "close_date_previous",
 )  # fmt: skip
 
 CLOSED_DEAL_INDEX = (
@@ -207,6 +207,12 @@ opportunities = Table(
         "close_date_changed_at",
         UTCDateTime(),
         comment="the latest close-date change (kept by the sync from close_date_changes); null: never changed",
+    ),
+    Column(
+        "close_date_previous",
+        Date,
+        comment="the close date before the latest change (kept by the sync from close_date_changes); null: never "
+        "changed",
     ),
     Column("lead_id", String(80), comment="leads.id the deal came from, when known"),
     Column("crm_url", String(500), comment="link to the record in the CRM"),

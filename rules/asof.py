@@ -50,8 +50,9 @@ OPEN_DEAL_COLUMNS = (
     "crm_url",
 )
 # On request only: the pushes at ``t`` cost a look-up per deal changed after ``t``; the instant of the latest
-# close-date change (ever, not at ``t``) says which deals can have changed in a window at all.
-CLOSE_DATE_HISTORY = ("close_date_pushes", "close_date_changed_at")
+# close-date change and the date it moved from (ever, not at ``t``) say which deals can have changed in a window
+# at all, and how the latest change moved them.
+CLOSE_DATE_HISTORY = ("close_date_pushes", "close_date_changed_at", "close_date_previous")
 
 
 def alive_at(table: FromClause, t: datetime) -> ColumnElement[bool]:

@@ -219,10 +219,13 @@ def won_by_rep(warehouse: Warehouse, period: Period, now: datetime, scope: Scope
     if today < period.start:
         return {}
     d = closed_in(period.start, min(period.end, today), now, scope).c
-    rows = warehouse.conn.execute(
-        select(d.owner_id, func.sum(d.amount), func.count()).where(d.is_won.is_(True)).group_by(d.owner_id)
-    )
-    return {owner: (float(amount or 0), int(n)) for owner, amount, n in rows}
+    query = select(d.owner_id, func.sum(d.amount), func.count()).where(d.is_won.is_(True)).group_by(d.owner_id)
+
+    def won() -> dict[str, tuple[float, int]]:
+        return {owner: (float(amount or 0), int(n)) for owner, amount, n in warehouse.conn.execute(query)}
+
+    # quota_attainment, pipeline_coverage and peer rules of one check measure the same period: read once
+    return dict(warehouse.shared(("won", period, now, scope), won))
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ STREAM_TABLES: dict[str, StreamTable] = {
         opportunities,
         OpportunityRecord,
         refs=("owner_id", "lead_id"),
-        derived=("close_date_pushes", "close_date_changed_at", "rollup_pipeline"),
+        derived=("close_date_pushes", "close_date_changed_at", "close_date_previous", "rollup_pipeline"),
     ),
     "stage_changes": StreamTable(stage_changes, StageChangeRecord, refs=("opportunity_id",), has_updated_at=False),
     "close_date_changes": StreamTable(

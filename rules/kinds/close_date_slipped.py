@@ -19,7 +19,9 @@ one-sided binomial test below ``alpha``.
 Formula, per owner o with open deals D_o in scope:
 slipped(d) = pushes(d, T) >= min_pushes;
 out(d) = exists a change c of d with period start <= c.changed_at <= T, period.start <= c.old_date
-<= period.end < c.new_date, and close_date(d, T) > period.end;
+<= period.end < c.new_date, and close_date(d, T) > period.end; left(d) = c.old_date of the latest
+such c (the sync keeps the latest change's old date on the row: the history is read only when that
+change was not one);
 k = #{d in D_o : out(d)}, n = |D_o|, p_rest = (sum over the other owners of k) / (their n);
 o's moved-out deals count when k >= min_past_end, k / n - p_rest >= past_end_excess and
 P(X >= k | n, p_rest) < alpha (scipy.stats.binomtest);
@@ -95,10 +97,20 @@ class CloseDateSlipped:
             d: FromClause, owners: list[str] | None = None, outliers: frozenset[str] = frozenset()
         ) -> Select:
             if params.past_period_end:
-                # The last in-period date the deal was moved out from (null: never moved out).
-                out_from = select(func.max(cdc.c.old_date)).where(moved_out_of_period(d.c.id)).scalar_subquery()
-                changed_since = d.c.close_date_changed_at >= period.start_utc  # null: never changed
-                left_period = case((and_(d.c.close_date > period.end, changed_since), out_from), else_=None)
+                # The in-period date the deal was last moved out from (null: never moved out). When the latest
+                # change (kept on the row) made by ``now`` moved it from a date in the period, that is the date;
+                # else the history says, for the deals changed during the period and now after its end only.
+                out_from = (
+                    select(cdc.c.old_date)
+                    .where(moved_out_of_period(d.c.id))
+                    .order_by(cdc.c.changed_at.desc(), cdc.c.id.desc())
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                changed, previous = d.c.close_date_changed_at, d.c.close_date_previous
+                may_be_out = and_(d.c.close_date > period.end, changed >= period.start_utc)  # null: never changed
+                latest_moved_out = and_(changed <= now, previous >= period.start, previous <= period.end)
+                left_period = case((and_(may_be_out, latest_moved_out), previous), (may_be_out, out_from), else_=None)
             else:
                 left_period = cast(null(), Date)  # typed: PostgreSQL will subtract it from a date
             query = select(d, d.c.close_date_pushes.label("pushes"), left_period.label("left_from"))

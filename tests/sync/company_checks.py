@@ -243,34 +243,46 @@ def stale_last_activity(engine: Engine, crm: str) -> str | None:
 
 
 def stale_close_date_history(engine: Engine, crm: str) -> str | None:
-    """None when every deal carries its close-date push count and latest change as its changes say, else which not.
+    """None when every deal carries its close-date push count, latest change and the date that change moved from
+    as its changes say, else which not.
 
-    Counted here in Python from the rows: a push is a change to a later date (dates compared as dates).
+    Counted here in Python from the rows: a push is a change to a later date (dates compared as dates); the
+    latest change is the last in (changed_at, id) order.
     """
     o, cdc = opportunities, close_date_changes
     with engine.connect() as conn:
         deals = {
-            deal: (pushes, _instant(latest))
-            for deal, pushes, latest in conn.execute(
-                select(o.c.id, o.c.close_date_pushes, o.c.close_date_changed_at).where(o.c.source == crm)
+            deal: (pushes, _instant(latest), _day(previous))
+            for deal, pushes, latest, previous in conn.execute(
+                select(o.c.id, o.c.close_date_pushes, o.c.close_date_changed_at, o.c.close_date_previous).where(
+                    o.c.source == crm
+                )
             )
         }
         changes = conn.execute(
-            select(cdc.c.opportunity_id, cdc.c.old_date, cdc.c.new_date, cdc.c.changed_at).where(cdc.c.source == crm)
+            select(cdc.c.opportunity_id, cdc.c.old_date, cdc.c.new_date, cdc.c.changed_at, cdc.c.id).where(
+                cdc.c.source == crm
+            )
         ).all()
-    want = {deal: (0, None) for deal in deals}
-    for deal, old, new, changed in changes:
-        if deal not in want:
+    pushes: dict[str, int] = dict.fromkeys(deals, 0)
+    latest: dict[str, tuple] = {}
+    for deal, old, new, changed, change_id in changes:
+        if deal not in deals:
             continue
-        pushes, latest = want[deal]
-        pushed = old is not None and new is not None and _day(new) > _day(old)
-        want[deal] = (pushes + pushed, max(filter(None, (latest, _instant(changed)))))
+        pushes[deal] += old is not None and new is not None and _day(new) > _day(old)
+        key = (_instant(changed), change_id)
+        if deal not in latest or key > latest[deal][0]:
+            latest[deal] = (key, _day(old))
+    want = {
+        deal: (pushes[deal], latest[deal][0][0], latest[deal][1]) if deal in latest else (0, None, None)
+        for deal in deals
+    }
     wrong = sorted(deal for deal, got in deals.items() if got != want[deal])
     if not wrong:
         return None
     return (
-        f"{crm} opportunities: close_date_pushes / close_date_changed_at stale on {len(wrong)} of {len(deals)} "
-        f"deals, e.g. {[(d, deals[d], want[d]) for d in wrong[:2]]}"
+        f"{crm} opportunities: close_date_pushes / close_date_changed_at / close_date_previous stale on "
+        f"{len(wrong)} of {len(deals)} deals, e.g. {[(d, deals[d], want[d]) for d in wrong[:2]]}"
     )
 
 
