@@ -141,8 +141,19 @@ leads = Table(
     *_tail_columns(),
     # a window's assignments per owner from the index alone, in owner order (lead_distribution)
     Index("ix_leads_owner_assignments", "owner_id", "assigned_at", "created_at", "deleted_at", "quarantine_id"),
-    Index(None, "created_at"),
-    Index(None, "assigned_at"),  # leads assigned in a window (lead rules)
+    # PostgreSQL has no skip scan: it reads a window of leads by time, and from these indexes alone (the lead
+    # rules' columns; 0.9 -> 0.4 s for the three at a million leads, where it read each lead's row)
+    Index(
+        "ix_leads_created_cohorts",
+        "created_at",
+        "owner_id",
+        "lead_source",
+        "is_qualified",
+        "is_converted",
+        "deleted_at",
+        "quarantine_id",
+    ),
+    Index("ix_leads_assigned_window", "assigned_at", "owner_id", "created_at", "deleted_at", "quarantine_id", "id"),
     # a window's leads per owner and source from the index alone, in that order (lead_qualification_rate's
     # cohorts): the grouping streams, where from a (created_at, ...) index it sorted half a million leads
     Index(
@@ -349,7 +360,8 @@ activities = Table(
     Index(None, "opportunity_id", "occurred_at"),
     Index(None, "rep_id", "occurred_at"),
     Index(None, "synced_at"),
-    Index(None, "lead_id", "occurred_at"),  # a lead's first touch (lead_response_time)
+    # a lead's first touch (lead_response_time), from the index alone
+    Index("ix_activities_lead_touches", "lead_id", "occurred_at", "deleted_at", "quarantine_id"),
     comment="Calls, emails, meetings, tasks and notes.",
 )
 
