@@ -42,7 +42,7 @@ from sqlalchemy import ColumnElement, Date, FromClause, Select, and_, case, cast
 
 from models.sqltime import dates_apart
 from models.tables import close_date_changes, reps
-from rules.asof import CLOSE_DATE_HISTORY, OPEN_DEAL_COLUMNS, open_deals_at, per_part
+from rules.asof import CLOSE_DATE_HISTORY, open_deals_at, per_part
 from rules.findings import Evaluation
 from rules.model import Rule, SeverityTiers, Warehouse
 from rules.owners import OwnerParams, OwnerTally, owner_evaluation, sample_columns
@@ -128,7 +128,7 @@ class CloseDateSlipped:
             )
 
         # Owners judged from the columns the open-deal index holds, grouped in each part of the open deals on
-        # its own (rules/asof.py ``per_part``), then once more across both; whole rows for the owners named only.
+        # its own (rules/asof.py ``per_part``), then once more across both; the owners named read again.
         def owner_figures(part: FromClause) -> Select:
             # The per-deal look-ups (moved out of the period, how far a slipped deal moved) run once per deal
             # in a subquery the planner may not merge into the grouping (OFFSET 0): merged, each use of a
@@ -169,7 +169,7 @@ class CloseDateSlipped:
         chosen = tiers(rule, self.default_tiers)
         named = [t for t in tallies if t.flagged >= params.min_deals and grade(t.flagged, chosen, "above")]
         full = (
-            counted_of(open_deals_at(now, (*OPEN_DEAL_COLUMNS, *CLOSE_DATE_HISTORY)), [t.owner_id for t in named],
+            counted_of(open_deals_at(now, COUNTED), [t.owner_id for t in named],
                        frozenset(outliers))
             # Looked up once per deal: both databases inline a plain CTE and repeat a subquery for every later
             # use of its column.

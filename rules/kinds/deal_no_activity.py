@@ -61,12 +61,12 @@ class DealNoActivity:
             return query.where(wanted).subquery()
 
         # Counted from the columns the open-deal index holds (the owner's side of the scope applied per owner);
-        # the whole rows only for the owners named.
+        # the owners named are read again from it for their samples (rules/owners.py reads the shown deals' rows).
         def figures(part: FromClause) -> Select:
             return owner_figures(judged(part, [part.c.owner_id, part.c.amount_reporting], owners_joined=False))
 
         tallies = owner_tallies(warehouse, per_part(now, COUNTED, figures), rule.scope)
-        full = open_deals_at(now)
+        full = open_deals_at(now, COUNTED)
         deals = judged(full, sample_columns(full), owners_joined=True)
 
         def explain(t: OwnerTally) -> str:
