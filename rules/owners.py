@@ -105,7 +105,9 @@ def worst_deals(
     """The ``limit`` flagged deals with the most ``days`` per owner (a window function: never all rows).
 
     ``deals`` has the ``SAMPLE_COLUMNS``, ``days`` and ``flagged``; any further column of it
-    reaches the kind's ``describe`` (see :func:`owner_evaluation`) through the sample's row.
+    reaches the kind's ``describe`` (see :func:`owner_evaluation`) through the sample's row. The
+    deal's ``name`` and ``crm_url`` are read here, from the rows of the deals chosen (so ``deals``
+    must not carry columns of those names).
     """
     if not owners or limit <= 0:
         return {}

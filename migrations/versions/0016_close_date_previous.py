@@ -9,9 +9,9 @@ during it, whether a change moved it out of the period: a look-up in close_date_
 188k of them at a million deals (0.4 s of the default pack). For about two deals in three the latest
 change did, which the date it moved from shows; the sync now keeps that date on the row, and the
 history is read only for the rest. Existing warehouses get it here; the open-deal index is rebuilt
-to hold it. On PostgreSQL the backfill rewrites every deal row: until (auto)vacuum marks the pages
-all-visible again the open-deal index cannot answer alone (README, upgrades). VACUUM cannot run in
-the upgrade's transaction.
+to hold it. On PostgreSQL the backfill rewrites every deal row with a close-date change (nearly
+all): until (auto)vacuum marks the pages all-visible again the open-deal index cannot answer alone
+(README, upgrades). VACUUM cannot run in the upgrade's transaction.
 """
 
 from __future__ import annotations

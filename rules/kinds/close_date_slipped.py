@@ -21,7 +21,10 @@ slipped(d) = pushes(d, T) >= min_pushes;
 out(d) = exists a change c of d with period start <= c.changed_at <= T, period.start <= c.old_date
 <= period.end < c.new_date, and close_date(d, T) > period.end; left(d) = c.old_date of the latest
 such c (the sync keeps the latest change's old date on the row: the history is read only when that
-change was not one);
+change was not one). The row's shortcut takes the deal's close date at T for the latest change's new
+date: where the CRM's history missed a change (tracking off for a while), a deal whose last recorded
+change stayed in the period and whose date is now after its end left the period by an unrecorded
+change, during it; it counts, and its sample names the last recorded date it moved from;
 k = #{d in D_o : out(d)}, n = |D_o|, p_rest = (sum over the other owners of k) / (their n);
 o's moved-out deals count when k >= min_past_end, k / n - p_rest >= past_end_excess and
 P(X >= k | n, p_rest) < alpha (scipy.stats.binomtest);
@@ -73,8 +76,9 @@ class CloseDateSlipped:
         period = period_of(params.period, now, warehouse.company)
 
         # A deal's pushes come from its row (the sync counts them); its history is read, through the
-        # (opportunity_id, changed_at) index, only for a deal changed in the period and now after its end,
-        # and for how far the date moved of the deals shown. The history of closed deals is never read.
+        # (opportunity_id, changed_at) index, only for a deal changed in the period and now after its end
+        # whose latest change (on the row) was not the move out, and for how far the date moved of the
+        # deals shown. The history of closed deals is never read.
         def pushes_of(deal_id: ColumnElement) -> ColumnElement[bool]:
             return and_(cdc.c.opportunity_id == deal_id, cdc.c.changed_at <= now, cdc.c.new_date > cdc.c.old_date)
 

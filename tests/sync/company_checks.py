@@ -259,24 +259,20 @@ def stale_close_date_history(engine: Engine, crm: str) -> str | None:
                 )
             )
         }
+        # In (changed_at, id) order as the database sorts it (ids compare by its collation, not Python's)
         changes = conn.execute(
-            select(cdc.c.opportunity_id, cdc.c.old_date, cdc.c.new_date, cdc.c.changed_at, cdc.c.id).where(
-                cdc.c.source == crm
-            )
+            select(cdc.c.opportunity_id, cdc.c.old_date, cdc.c.new_date, cdc.c.changed_at)
+            .where(cdc.c.source == crm)
+            .order_by(cdc.c.opportunity_id, cdc.c.changed_at, cdc.c.id)
         ).all()
     pushes: dict[str, int] = dict.fromkeys(deals, 0)
     latest: dict[str, tuple] = {}
-    for deal, old, new, changed, change_id in changes:
+    for deal, old, new, changed in changes:
         if deal not in deals:
             continue
         pushes[deal] += old is not None and new is not None and _day(new) > _day(old)
-        key = (_instant(changed), change_id)
-        if deal not in latest or key > latest[deal][0]:
-            latest[deal] = (key, _day(old))
-    want = {
-        deal: (pushes[deal], latest[deal][0][0], latest[deal][1]) if deal in latest else (0, None, None)
-        for deal in deals
-    }
+        latest[deal] = (_instant(changed), _day(old))  # the last one read is the latest
+    want = {deal: (pushes[deal], *latest[deal]) if deal in latest else (0, None, None) for deal in deals}
     wrong = sorted(deal for deal, got in deals.items() if got != want[deal])
     if not wrong:
         return None
