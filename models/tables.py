@@ -179,6 +179,8 @@ CLOSED_DEAL_INDEX = (
     "is_closed", "close_date", "owner_id", "is_won", "amount_reporting", "updated_at", "synced_at", "stage_entered_at",
     "closed_at", "deleted_at", "quarantine_id", "source", "pipeline",
 )  # fmt: skip
+# The won deals of a period (won amounts per rep, the company's deal sizes): a few percent of the closed deals
+WON_DEAL_INDEX = ("is_closed", "is_won", *(c for c in CLOSED_DEAL_INDEX if c not in ("is_closed", "is_won")))
 HISTORY_KEYS = ("id", "source", "pipeline", "owner_id", "created_at", "deleted_at", "quarantine_id", "amount_reporting")
 
 opportunities = Table(
@@ -251,6 +253,14 @@ opportunities = Table(
         *CLOSED_DEAL_INDEX,
         sqlite_where=text("is_closed = 1"),
         postgresql_where=text("is_closed = true"),
+    ),
+    # Won deals only: won amounts per rep and the company's deal sizes read a few percent of a year's closed
+    # deals instead of all of them (at a million deals 32k of 536k).
+    Index(
+        "ix_opportunities_won_deals",
+        *WON_DEAL_INDEX,
+        sqlite_where=text("is_closed = 1 AND is_won = 1"),
+        postgresql_where=text("is_closed = true AND is_won = true"),
     ),
     Index(None, "deleted_at"),  # deals deleted by an instant (their stage moves leave the win rates)
     # what a stage change needs of its deal, without reading the wide row (history rules; the amount picks the
