@@ -23,6 +23,7 @@ from models.tables import CRM_TABLES, STAGE_ROLLUPS
 if TYPE_CHECKING:
     from alembic.config import Config
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite connection waits for another's write lock
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -32,7 +33,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy.exc import OperationalError
 
+from models.database import SQLITE_BUSY_TIMEOUT_MS
 from models.settings import CompanySettings
 from rules.findings import Evaluation, Finding
 from rules.kinds import KINDS
-from rules.model import Kind, Rule, Warehouse
+from rules.model import Kind, Memo, Rule, Warehouse
 from rules.summary import render_summary
 
 log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 4  # a check's connections at most: ten rules keep no more than a few busy
 
 
 def evaluate_rules(
@@ -32,41 +39,123 @@ def evaluate_rules(
     now: datetime,
     *,
     kinds: Mapping[str, Kind] = KINDS,
+    connections: int | None = None,
 ) -> list[Evaluation]:
-    """One Evaluation per enabled rule, in the given order, all from one snapshot as of ``now``."""
+    """One Evaluation per enabled rule, in the given order, all from one snapshot as of ``now``.
+
+    The rules run on up to ``connections`` connections at once (default: the machine's cores, at most
+    four), each in a read transaction of the same snapshot (:func:`_snapshots`). A rule's queries run on
+    one connection one after the other, and a check of ten rules on one connection kept the database's
+    other cores idle: on PostgreSQL most of a rule's plans cannot use parallel workers (the as-of look-ups
+    are correlated subqueries), and SQLite never does.
+    """
     if now.tzinfo is None:
         raise ValueError("evaluate_rules needs an aware datetime (UTC or with an offset)")
     enabled = [rule for rule in rules if rule.enabled]
     if not enabled:
         return []
-    with engine.connect() as conn, _snapshot(conn):
-        warehouse = Warehouse(conn, company)
-        return [_evaluate(rule, warehouse, now, kinds) for rule in enabled]
+    wanted = min(len(enabled), connections or min(os.cpu_count() or 1, MAX_CONNECTIONS))
+    memo = Memo()
+    with _snapshots(engine, wanted) as conns:
+        warehouses = [Warehouse(conn, company, memo) for conn in conns]
+        if len(warehouses) == 1:
+            return [_evaluate(rule, warehouses[0], now, kinds) for rule in enabled]
+        queue = iter(list(enumerate(enabled)))
+        taking = threading.Lock()
+        out: list[Evaluation | None] = [None] * len(enabled)
+
+        def work(warehouse: Warehouse) -> None:
+            while True:
+                with taking:
+                    index, rule = next(queue, (None, None))
+                if rule is None:
+                    return
+                out[index] = _evaluate(rule, warehouse, now, kinds)
+
+        with ThreadPoolExecutor(len(warehouses), thread_name_prefix="check") as pool:
+            for running in [pool.submit(work, warehouse) for warehouse in warehouses]:
+                running.result()
+        return [evaluation for evaluation in out if evaluation is not None]
 
 
 @contextmanager
-def _snapshot(conn: Connection) -> Iterator[None]:
-    """A read-only transaction whose reads all see the same committed state; always rolled back."""
-    if conn.dialect.name == "postgresql":
-        conn.execution_options(isolation_level="REPEATABLE READ")
-        transaction = conn.begin()
-        try:
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            # JIT compiles the CASE-heavy plans of rules for longer than they run: 1-3 s per query
-            # at 100k deals, half of the pack's time (measured, bench/rules_bench.py). Off for this
-            # transaction only.
-            conn.exec_driver_sql("SET LOCAL jit = off")
-            yield
-        finally:
-            transaction.rollback()
-        return
-    # SQLite: the driver opens transactions only for writes; BEGIN pins the WAL snapshot at the
-    # first read, and query_only makes a stray write fail instead of changing the warehouse.
+def _snapshots(engine: Engine, wanted: int) -> Iterator[list[Connection]]:
+    """Up to ``wanted`` connections in read-only transactions that all see the same committed state.
+
+    PostgreSQL: the first transaction exports its snapshot and the others import it
+    (``SET TRANSACTION SNAPSHOT``). SQLite pins a reader's snapshot at its first read; a sync committing
+    between two of them would split the check, so the readers start while a further connection holds the
+    write lock (``BEGIN IMMEDIATE``: nobody can commit meanwhile), released once all have read. When that
+    lock is not free at once (a sync is writing), the check runs on one connection rather than wait.
+    """
+    with ExitStack() as stack:
+        first = stack.enter_context(engine.connect())
+        if engine.dialect.name == "postgresql":
+            stack.enter_context(_postgresql_snapshot(first))
+            conns = [first]
+            if wanted > 1:
+                exported = first.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+                for _ in range(wanted - 1):
+                    conn = stack.enter_context(engine.connect())
+                    stack.enter_context(_postgresql_snapshot(conn, exported))
+                    conns.append(conn)
+            yield conns
+            return
+        lock = _sqlite_write_lock(stack.enter_context(engine.connect())) if wanted > 1 else None
+        count = wanted if lock is not None else 1
+        conns = [first, *(stack.enter_context(engine.connect()) for _ in range(count - 1))]
+        for conn in conns:
+            stack.enter_context(_sqlite_snapshot(conn))
+        if lock is not None:
+            lock.rollback()
+        yield conns
+
+
+@contextmanager
+def _postgresql_snapshot(conn: Connection, snapshot: str | None = None) -> Iterator[None]:
+    """A read-only REPEATABLE READ transaction (of ``snapshot``, exported by another); always rolled back."""
+    conn.execution_options(isolation_level="REPEATABLE READ")
+    transaction = conn.begin()
+    try:
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        if snapshot is not None:
+            conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        # JIT compiles the CASE-heavy plans of rules for longer than they run: 1-3 s per query
+        # at 100k deals, half of the pack's time (measured, bench/rules_bench.py). Off for this
+        # transaction only.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        yield
+    finally:
+        transaction.rollback()
+
+
+def _sqlite_write_lock(conn: Connection) -> RootTransaction | None:
+    """The write lock taken with ``BEGIN IMMEDIATE``, or None at once if another connection holds it."""
+    transaction = conn.begin()
+    conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except OperationalError:  # "database is locked": a sync is writing (or the file is read-only)
+        transaction.rollback()
+        return None
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    return transaction
+
+
+@contextmanager
+def _sqlite_snapshot(conn: Connection) -> Iterator[None]:
+    """A read transaction pinned now (its first read), where a stray write fails; always rolled back.
+
+    The driver opens transactions only for writes: ``BEGIN`` makes the reads one transaction, and
+    ``query_only`` makes a write fail instead of changing the warehouse.
+    """
     transaction = conn.begin()
     try:
         conn.exec_driver_sql("BEGIN")
         conn.exec_driver_sql("PRAGMA query_only = ON")
         try:
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one()
             yield
         finally:
             conn.exec_driver_sql("PRAGMA query_only = OFF")

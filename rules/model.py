@@ -7,7 +7,9 @@ routing) and the daemon (schedules): the field names below are stable. Kind-spec
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -69,21 +71,42 @@ class Rule(BaseModel):
 _T = TypeVar("_T")
 
 
+class Memo:
+    """Aggregates that several rules of one check read (stage win rates, open pipeline per rep), computed
+    once per check: a check reads one snapshot, so they cannot change in between. The check's rules may run
+    on several threads (:func:`rules.check.evaluate_rules`): the first to ask computes, the others wait for
+    its answer (or its exception) instead of computing it again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: dict[Hashable, Future[Any]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        with self._lock:
+            answer = self._answers.get(key)
+            mine = answer is None
+            if answer is None:
+                answer = self._answers[key] = Future()
+        if mine:
+            try:
+                answer.set_result(compute())
+            except BaseException as exc:
+                answer.set_exception(exc)
+                raise
+        return answer.result()
+
+
 @dataclass(frozen=True)
 class Warehouse:
     """What an evaluator may read: one connection (read-only use) and the company calendar."""
 
     conn: Connection
     company: CompanySettings
-    # Aggregates that several rules of one check read (stage win rates, open pipeline per rep),
-    # computed once per snapshot: a check reads one snapshot, so they cannot change in between.
-    memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+    memo: Memo = field(default_factory=Memo, compare=False, repr=False)
 
     def shared(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         """``compute()``, or what it returned for the same ``key`` earlier in this check."""
-        if key not in self.memo:
-            self.memo[key] = compute()
-        return self.memo[key]
+        return self.memo.get(key, compute)
 
 
 class Kind(Protocol):

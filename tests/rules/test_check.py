@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, event, func, insert, select
 
 from models.settings import CompanySettings
 from models.tables import opportunities, reps
@@ -92,9 +95,9 @@ class _SnapshotProbe:
         with self.engine.begin() as other:
             other.execute(
                 insert(opportunities).values(
-                    id=f"salesforce:new-{len(self.counts)}",
+                    id=f"salesforce:new-{rule.id}",
                     source="salesforce",
-                    external_id=f"new-{len(self.counts)}",
+                    external_id=f"new-{rule.id}",
                     pipeline="default",
                     stage="Prospecting",
                     is_closed=False,
@@ -134,6 +137,7 @@ class _SharedProbe:
 
     def _compute(self) -> int:
         self.computed += 1
+        time.sleep(0.05)  # long enough for the other connection's rule to ask meanwhile
         return self.computed
 
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
@@ -146,9 +150,9 @@ class _SharedProbe:
 def test_a_shared_aggregate_is_computed_once_per_check_and_again_in_the_next(warehouse: Engine) -> None:
     probe = _SharedProbe()
     rules = [rule("a", "shared"), rule("b", "shared"), rule("c", "shared")]
-    evaluate_rules(rules, warehouse, COMPANY, AT, kinds={"shared": probe})
+    evaluate_rules(rules, warehouse, COMPANY, AT, kinds={"shared": probe}, connections=3)
     evaluate_rules(rules[:1], warehouse, COMPANY, AT, kinds={"shared": probe})
-    assert probe.seen == [1, 1, 1, 2]  # a later check reads a later snapshot: computed anew
+    assert probe.seen == [1, 1, 1, 2]  # asked on three connections at once; a later check computes anew
 
 
 def test_postgresql_checks_run_without_jit_and_leave_the_session_as_it_was(warehouse: Engine) -> None:
@@ -157,7 +161,102 @@ def test_postgresql_checks_run_without_jit_and_leave_the_session_as_it_was(wareh
     probe = _SharedProbe()
     with warehouse.connect() as conn:
         before = conn.exec_driver_sql("SHOW jit").scalar_one()
-    evaluate_rules([rule("a", "shared")], warehouse, COMPANY, AT, kinds={"shared": probe})
-    assert probe.jit == ["off"]
+    evaluate_rules([rule("a", "shared"), rule("b", "shared")], warehouse, COMPANY, AT, kinds={"shared": probe})
+    assert probe.jit == ["off", "off"]
     with warehouse.connect() as conn:
         assert conn.exec_driver_sql("SHOW jit").scalar_one() == before
+
+
+class _ConnectionProbe:
+    """Waits until every rule of the check has started (they run at once, or the wait times out) and
+    counts the deals its connection sees."""
+
+    name: ClassVar[str] = "connection"
+    Params: ClassVar[type[BaseModel]] = BaseModel
+
+    def __init__(self, together: int) -> None:
+        self.together = threading.Barrier(together, timeout=10)
+        self.seen: dict[int, int] = {}
+
+    def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
+        self.together.wait()
+        count = warehouse.conn.execute(select(func.count()).select_from(opportunities)).scalar_one()
+        self.seen[id(warehouse.conn)] = count
+        return Evaluation(rule.id, self.name, now)
+
+
+def _new_deal(name: str) -> dict:
+    return {
+        "id": f"salesforce:{name}",
+        "source": "salesforce",
+        "external_id": name,
+        "pipeline": "default",
+        "stage": "Prospecting",
+        "is_closed": False,
+        "is_won": False,
+        "created_at": AT,
+        "synced_at": AT,
+    }
+
+
+def test_the_rules_of_a_check_run_on_several_connections_at_once_in_one_snapshot(company_warehouse: Engine) -> None:
+    """A sync commits just after the first connection's snapshot is taken: the others must not see it.
+
+    On SQLite the commit is tried when the first reader has pinned its snapshot (it must find the write lock
+    taken); on PostgreSQL when the first transaction exports its snapshot (the others import it).
+    """
+    database = company_warehouse.url.database
+    committed: list[str] = []
+
+    def sync_commits_meanwhile(_conn, _cursor, statement: str, *_args) -> None:
+        if committed or not ("pg_export_snapshot" in statement or "sqlite_master" in statement):
+            return
+        if company_warehouse.dialect.name == "sqlite":
+            writer = sqlite3.connect(database, timeout=0)
+            try:
+                with writer:
+                    deal = _new_deal("mid")
+                    writer.execute(
+                        f"INSERT INTO opportunities ({', '.join(deal)}) VALUES ({', '.join('?' * len(deal))})",
+                        [str(v) if isinstance(v, datetime) else v for v in deal.values()],
+                    )
+                committed.append("committed")
+            except sqlite3.OperationalError as exc:
+                committed.append(str(exc))
+            finally:
+                writer.close()
+            return
+        with company_warehouse.connect() as other:  # a connection of its own: the pool's are in the check
+            other.execute(insert(opportunities).values(_new_deal("mid")))
+            other.commit()
+        committed.append("committed")
+
+    probe = _ConnectionProbe(3)
+    event.listen(company_warehouse, "after_cursor_execute", sync_commits_meanwhile)
+    try:
+        evaluate_rules([rule(f"r{i}", "connection") for i in range(3)], company_warehouse, COMPANY, AT,
+                       kinds={"connection": probe}, connections=3)  # fmt: skip
+    finally:
+        event.remove(company_warehouse, "after_cursor_execute", sync_commits_meanwhile)
+    assert len(probe.seen) == 3  # three connections, all at once (the barrier waited for all three rules)
+    assert set(probe.seen.values()) == {7}
+    if company_warehouse.dialect.name == "sqlite":
+        assert committed == ["database is locked"]
+    else:
+        assert committed == ["committed"]
+
+
+def test_a_sqlite_check_runs_on_one_connection_while_a_sync_writes(company_warehouse: Engine) -> None:
+    if company_warehouse.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL readers never wait for a writer")
+    writer = sqlite3.connect(company_warehouse.url.database, timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        probe = _ConnectionProbe(1)
+        evaluations = evaluate_rules([rule("a", "connection"), rule("b", "connection")], company_warehouse,
+                                     COMPANY, AT, kinds={"connection": probe}, connections=2)  # fmt: skip
+    finally:
+        writer.rollback()
+        writer.close()
+    assert [e.error for e in evaluations] == [None, None]
+    assert list(probe.seen.values()) == [7]  # both rules, one after the other, on one connection
