@@ -14,6 +14,8 @@ For each scale, the sandbox company (seed 1, anchored on a fixed day) is synced 
   ``rules.check.evaluate_rules`` (one read snapshot), as ``check`` does: the first run (cold:
   plans and statements compiled) and the best of the next ``--repeat`` (warm: what a daemon
   pays on each schedule); Python heap peak (tracemalloc, in a further run) of a warm run;
+- **one connection**: the same, best of ``--repeat``, with the rules run one after the other on one
+  connection (``check`` runs them on one per core, at most four);
 - **naive**: the same verdicts computed by loading the rows into Python
   (bench/naive_funnel.py, bench/naive_performance.py), with its time and the growth of the
   process's peak RSS while it ran;
@@ -67,6 +69,7 @@ class Result:
     cold_s: float
     warm_s: float
     warm_cpu_s: float  # this process's CPU in the warm run: all of it on SQLite, the client's share on PostgreSQL
+    serial_s: float  # warm, the rules one after the other on one connection
     pack_heap_mb: float
     naive_s: float
     naive_heap_mb: float
@@ -166,6 +169,11 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
         evaluate_rules(rules, engine, company, now)
         warm.append(time.perf_counter() - began)
         cpu.append(time.process_time() - began_cpu)
+    serial = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        evaluate_rules(rules, engine, company, now, connections=1)
+        serial.append(time.perf_counter() - began)
     pack_heap = _heap_peak(lambda: evaluate_rules(rules, engine, company, now))
 
     def naive() -> dict[str, set]:
@@ -194,6 +202,7 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
         cold,
         min(warm) if warm else cold,
         min(cpu) if cpu else 0.0,
+        min(serial) if serial else cold,
         pack_heap,
         naive_s,
         naive_heap,
@@ -236,14 +245,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(_line(result), flush=True)
     print()
     print(
-        "| scale | database | deals | pack cold | pack warm (CPU here) | pack heap | naive | naive RSS growth "
-        "| naive / warm | findings | agree |"
+        "| scale | database | deals | pack cold | pack warm (CPU here) | one connection | pack heap | naive "
+        "| naive RSS growth | naive / warm | findings | agree |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r.scale} | {r.database} | {r.deals:,} | {r.cold_s:.2f} s | {r.warm_s:.2f} s ({r.warm_cpu_s:.2f} s) | "
-            f"{r.pack_heap_mb:.1f} MB | {r.naive_s:.1f} s | {r.naive_heap_mb:.0f} MB | "
+            f"{r.serial_s:.2f} s | {r.pack_heap_mb:.1f} MB | {r.naive_s:.1f} s | {r.naive_heap_mb:.0f} MB | "
             f"{r.naive_s / r.warm_s:.0f}x | {r.findings} | {'yes' if not r.disagreements else 'NO'} |"
         )
     for r in results:
@@ -255,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 def _line(r: Result) -> str:
     return (
         f"{r.scale} {r.database}: {r.rules} rules, {r.findings} findings; pack cold {r.cold_s:.2f} s, warm "
-        f"{r.warm_s:.2f} s (CPU {r.warm_cpu_s:.2f} s), heap {r.pack_heap_mb:.1f} MB; "
+        f"{r.warm_s:.2f} s (CPU {r.warm_cpu_s:.2f} s), one connection {r.serial_s:.2f} s, "
+        f"heap {r.pack_heap_mb:.1f} MB; "
         f"naive {r.naive_s:.1f} s, RSS +{r.naive_heap_mb:.0f} MB; "
         f"{'agree' if not r.disagreements else 'DISAGREE'}"
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -71,6 +70,13 @@ class Rule(BaseModel):
 _T = TypeVar("_T")
 
 
+@dataclass
+class _Answer:
+    ready: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+
+
 class Memo:
     """Aggregates that several rules of one check read (stage win rates, open pipeline per rep), computed
     once per check: a check reads one snapshot, so they cannot change in between. The check's rules may run
@@ -79,21 +85,27 @@ class Memo:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._answers: dict[Hashable, Future[Any]] = {}
+        self._answers: dict[Hashable, _Answer] = {}
 
     def get(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         with self._lock:
             answer = self._answers.get(key)
             mine = answer is None
             if answer is None:
-                answer = self._answers[key] = Future()
+                answer = self._answers[key] = _Answer()
         if mine:
             try:
-                answer.set_result(compute())
+                answer.value = compute()
             except BaseException as exc:
-                answer.set_exception(exc)
+                answer.error = exc
                 raise
-        return answer.result()
+            finally:
+                answer.ready.set()
+        else:
+            answer.ready.wait()
+            if answer.error is not None:
+                raise answer.error
+        return answer.value
 
 
 @dataclass(frozen=True)

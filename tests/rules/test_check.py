@@ -155,6 +155,20 @@ def test_a_shared_aggregate_is_computed_once_per_check_and_again_in_the_next(war
     assert probe.seen == [1, 1, 1, 2]  # asked on three connections at once; a later check computes anew
 
 
+class _FailingShared(_SharedProbe):
+    def _compute(self) -> int:
+        super()._compute()
+        raise ZeroDivisionError("no deals to divide by")
+
+
+def test_a_shared_aggregate_that_fails_fails_each_rule_that_asks_and_is_tried_once(warehouse: Engine) -> None:
+    probe = _FailingShared()
+    rules = [rule("a", "shared"), rule("b", "shared")]
+    evaluations = evaluate_rules(rules, warehouse, COMPANY, AT, kinds={"shared": probe}, connections=2)
+    assert [e.error for e in evaluations] == ["ZeroDivisionError: no deals to divide by"] * 2
+    assert probe.computed == 1
+
+
 def test_postgresql_checks_run_without_jit_and_leave_the_session_as_it_was(warehouse: Engine) -> None:
     if warehouse.dialect.name != "postgresql":
         pytest.skip("JIT is a PostgreSQL setting")
