@@ -169,10 +169,10 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
         evaluate_rules(rules, engine, company, now)
         warm.append(time.perf_counter() - began)
         cpu.append(time.process_time() - began_cpu)
-    serial = []
+    serial, one_connection = [], evaluations
     for _ in range(repeat):
         began = time.perf_counter()
-        evaluate_rules(rules, engine, company, now, connections=1)
+        one_connection = evaluate_rules(rules, engine, company, now, connections=1)
         serial.append(time.perf_counter() - began)
     pack_heap = _heap_peak(lambda: evaluate_rules(rules, engine, company, now))
 
@@ -195,6 +195,8 @@ def measure(scale: str, database: str, url: str, rules: tuple[Rule, ...], now: d
         if mine.get(rule_id, set()) != want
     ]
     disagreements += [f"{r}: no naive version" for r in mine if r not in baseline]
+    if _verdicts(one_connection) != mine:
+        disagreements.append("the pack on one connection found otherwise than on several")
     result = Result(
         scale,
         database,

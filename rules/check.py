@@ -1,7 +1,8 @@
 """Evaluate rules against the warehouse as of one instant: the findings, nothing sent.
 
-All rules of one check read one consistent snapshot (one read-only transaction), so a sync
-committing half-way through cannot make two rules disagree about the same deals. A rule whose
+All rules of one check read one consistent snapshot (read-only transactions on one or more
+connections, all seeing the same committed state), so a sync committing half-way through cannot
+make two rules disagree about the same deals. A rule whose
 evaluator fails yields a failed :class:`Evaluation` (its ``error`` set) and the others still
 run: one broken rule must not silence the rest.
 """
@@ -14,10 +15,10 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from models.database import SQLITE_BUSY_TIMEOUT_MS
@@ -54,7 +55,9 @@ def evaluate_rules(
     enabled = [rule for rule in rules if rule.enabled]
     if not enabled:
         return []
-    wanted = min(len(enabled), connections or min(os.cpu_count() or 1, MAX_CONNECTIONS))
+    if connections is not None and connections < 1:
+        raise ValueError(f"connections must be at least 1, not {connections}")
+    wanted = min(len(enabled), connections or _default_connections(engine))
     memo = Memo()
     with _snapshots(engine, wanted) as conns:
         warehouses = [Warehouse(conn, company, memo) for conn in conns]
@@ -62,20 +65,38 @@ def evaluate_rules(
             return [_evaluate(rule, warehouses[0], now, kinds) for rule in enabled]
         queue = iter(list(enumerate(enabled)))
         taking = threading.Lock()
+        stop = threading.Event()  # a worker died outside a rule (its connection lost), or the caller was interrupted
         out: list[Evaluation | None] = [None] * len(enabled)
 
         def work(warehouse: Warehouse) -> None:
-            while True:
-                with taking:
-                    index, rule = next(queue, (None, None))
-                if rule is None:
-                    return
-                out[index] = _evaluate(rule, warehouse, now, kinds)
+            try:
+                while not stop.is_set():
+                    with taking:
+                        index, rule = next(queue, (None, None))
+                    if rule is None:
+                        return
+                    out[index] = _evaluate(rule, warehouse, now, kinds)
+            except BaseException:
+                stop.set()
+                raise
 
         with ThreadPoolExecutor(len(warehouses), thread_name_prefix="check") as pool:
-            for running in [pool.submit(work, warehouse) for warehouse in warehouses]:
-                running.result()
+            workers = [pool.submit(work, warehouse) for warehouse in warehouses]
+            try:
+                for worker in workers:
+                    worker.result()
+            finally:
+                stop.set()
         return [evaluation for evaluation in out if evaluation is not None]
+
+
+def _default_connections(engine: Engine) -> int:
+    """One connection per core this process may run on, at most ``MAX_CONNECTIONS``; one for an in-memory
+    SQLite database (each connection would open a database of its own)."""
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, MAX_CONNECTIONS)
 
 
 @contextmanager
@@ -101,13 +122,16 @@ def _snapshots(engine: Engine, wanted: int) -> Iterator[list[Connection]]:
                     conns.append(conn)
             yield conns
             return
-        lock = _sqlite_write_lock(stack.enter_context(engine.connect())) if wanted > 1 else None
-        count = wanted if lock is not None else 1
-        conns = [first, *(stack.enter_context(engine.connect()) for _ in range(count - 1))]
-        for conn in conns:
-            stack.enter_context(_sqlite_snapshot(conn))
-        if lock is not None:
-            lock.rollback()
+        conns = [first]
+        with engine.connect() if wanted > 1 else nullcontext() as holder:
+            if holder is not None:
+                if _sqlite_write_lock(holder):
+                    conns += [stack.enter_context(engine.connect()) for _ in range(wanted - 1)]
+                else:
+                    log.debug("a sync holds the warehouse's write lock: this check reads on one connection")
+            for conn in conns:
+                stack.enter_context(_sqlite_snapshot(conn))
+        # The holder is closed: its transaction rolled back, the write lock released.
         yield conns
 
 
@@ -129,18 +153,17 @@ def _postgresql_snapshot(conn: Connection, snapshot: str | None = None) -> Itera
         transaction.rollback()
 
 
-def _sqlite_write_lock(conn: Connection) -> RootTransaction | None:
-    """The write lock taken with ``BEGIN IMMEDIATE``, or None at once if another connection holds it."""
-    transaction = conn.begin()
+def _sqlite_write_lock(conn: Connection) -> bool:
+    """Take the write lock (``BEGIN IMMEDIATE``) until ``conn`` closes; False at once if another holds it."""
+    conn.begin()
     conn.exec_driver_sql("PRAGMA busy_timeout = 0")
     try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     except OperationalError:  # "database is locked": a sync is writing (or the file is read-only)
-        transaction.rollback()
-        return None
+        return False
     finally:
         conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    return transaction
+    return True
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import Engine, event, func, insert, select
 
+from models.database import open_warehouse
 from models.settings import CompanySettings
 from models.tables import opportunities, reps
 from rules.check import evaluate_rules
@@ -120,6 +121,8 @@ def test_every_rule_of_a_check_reads_the_same_snapshot(company_warehouse: Engine
 
 def test_no_enabled_rule_reads_nothing_and_a_naive_instant_is_refused(warehouse: Engine) -> None:
     assert evaluate_rules([rule("off", "failing", enabled=False)], warehouse, COMPANY, AT, kinds=TOY_KINDS) == []
+    with pytest.raises(ValueError, match="connections must be at least 1"):
+        evaluate_rules([rule("x", "failing")], warehouse, COMPANY, AT, kinds=TOY_KINDS, connections=0)
     with pytest.raises(ValueError, match="aware datetime"):
         evaluate_rules([rule("x", "failing")], warehouse, COMPANY, datetime(2026, 1, 1), kinds=TOY_KINDS)  # noqa: DTZ001
 
@@ -130,17 +133,20 @@ class _SharedProbe:
     name: ClassVar[str] = "shared"
     Params: ClassVar[type[BaseModel]] = BaseModel
 
-    def __init__(self) -> None:
+    def __init__(self, together: int = 1) -> None:
         self.computed = 0
         self.seen: list[int] = []
         self.jit: list[str] = []
+        self.together = threading.Barrier(together, timeout=10)
 
     def _compute(self) -> int:
         self.computed += 1
-        time.sleep(0.05)  # long enough for the other connection's rule to ask meanwhile
+        time.sleep(0.05)  # the rules asking at the same time find it being computed
         return self.computed
 
     def evaluate(self, rule: Rule, warehouse: Warehouse, now: datetime) -> Evaluation:
+        if self.computed == 0:
+            self.together.wait()  # the first check's rules ask at the same moment
         self.seen.append(warehouse.shared(("probe", now), self._compute))
         if warehouse.conn.dialect.name == "postgresql":
             self.jit.append(warehouse.conn.exec_driver_sql("SHOW jit").scalar_one())
@@ -148,7 +154,7 @@ class _SharedProbe:
 
 
 def test_a_shared_aggregate_is_computed_once_per_check_and_again_in_the_next(warehouse: Engine) -> None:
-    probe = _SharedProbe()
+    probe = _SharedProbe(together=3)
     rules = [rule("a", "shared"), rule("b", "shared"), rule("c", "shared")]
     evaluate_rules(rules, warehouse, COMPANY, AT, kinds={"shared": probe}, connections=3)
     evaluate_rules(rules[:1], warehouse, COMPANY, AT, kinds={"shared": probe})
@@ -162,7 +168,7 @@ class _FailingShared(_SharedProbe):
 
 
 def test_a_shared_aggregate_that_fails_fails_each_rule_that_asks_and_is_tried_once(warehouse: Engine) -> None:
-    probe = _FailingShared()
+    probe = _FailingShared(together=2)
     rules = [rule("a", "shared"), rule("b", "shared")]
     evaluations = evaluate_rules(rules, warehouse, COMPANY, AT, kinds={"shared": probe}, connections=2)
     assert [e.error for e in evaluations] == ["ZeroDivisionError: no deals to divide by"] * 2
@@ -216,20 +222,18 @@ def _new_deal(name: str) -> dict:
 def test_the_rules_of_a_check_run_on_several_connections_at_once_in_one_snapshot(company_warehouse: Engine) -> None:
     """A sync commits just after the first connection's snapshot is taken: the others must not see it.
 
-    On SQLite the commit is tried when the first reader has pinned its snapshot (it must find the write lock
-    taken); on PostgreSQL when the first transaction exports its snapshot (the others import it).
+    On SQLite a commit is tried as each reader pins its snapshot (each must find the write lock taken); on
+    PostgreSQL when the first transaction exports its snapshot (the others import it).
     """
     database = company_warehouse.url.database
     committed: list[str] = []
 
     def sync_commits_meanwhile(_conn, _cursor, statement: str, *_args) -> None:
-        if committed or not ("pg_export_snapshot" in statement or "sqlite_master" in statement):
-            return
-        if company_warehouse.dialect.name == "sqlite":
+        if company_warehouse.dialect.name == "sqlite" and "sqlite_master" in statement:
             writer = sqlite3.connect(database, timeout=0)
             try:
                 with writer:
-                    deal = _new_deal("mid")
+                    deal = _new_deal(f"mid-{len(committed)}")
                     writer.execute(
                         f"INSERT INTO opportunities ({', '.join(deal)}) VALUES ({', '.join('?' * len(deal))})",
                         [str(v) if isinstance(v, datetime) else v for v in deal.values()],
@@ -239,6 +243,7 @@ def test_the_rules_of_a_check_run_on_several_connections_at_once_in_one_snapshot
                 committed.append(str(exc))
             finally:
                 writer.close()
+        if company_warehouse.dialect.name != "postgresql" or "pg_export_snapshot" not in statement:
             return
         with company_warehouse.connect() as other:  # a connection of its own: the pool's are in the check
             other.execute(insert(opportunities).values(_new_deal("mid")))
@@ -255,7 +260,7 @@ def test_the_rules_of_a_check_run_on_several_connections_at_once_in_one_snapshot
     assert len(probe.seen) == 3  # three connections, all at once (the barrier waited for all three rules)
     assert set(probe.seen.values()) == {7}
     if company_warehouse.dialect.name == "sqlite":
-        assert committed == ["database is locked"]
+        assert committed == ["database is locked"] * 3
     else:
         assert committed == ["committed"]
 
@@ -274,3 +279,50 @@ def test_a_sqlite_check_runs_on_one_connection_while_a_sync_writes(company_wareh
         writer.close()
     assert [e.error for e in evaluations] == [None, None]
     assert list(probe.seen.values()) == [7]  # both rules, one after the other, on one connection
+
+
+def test_an_in_memory_warehouse_is_checked_on_its_one_connection() -> None:
+    """Each connection to ``sqlite://`` is a database of its own: a second one would find no tables."""
+    engine = open_warehouse("sqlite://")
+    try:
+        with engine.begin() as conn:
+            write_data(conn, DATA, AT, COMPANY)
+        rules = [rule("a", "open_deals", severity={"warn": 1}), rule("b", "open_deals", severity={"warn": 1})]
+        evaluations = evaluate_rules(rules, engine, COMPANY, AT, kinds=TOY_KINDS)
+    finally:
+        engine.dispose()
+    assert [(e.error, [f.subject.name for f in e.findings]) for e in evaluations] == [(None, ["Ana"])] * 2
+
+
+class _Crash(BaseException):
+    """Not an Exception: what a rule's isolation does not catch (a lost process, an interrupt)."""
+
+
+class _CrashProbe:
+    """``crash`` rules end the worker; ``count`` rules wait for the crash, then take their time."""
+
+    name: ClassVar[str] = "crash"
+    Params: ClassVar[type[BaseModel]] = BaseModel
+
+    def __init__(self) -> None:
+        self.crashed = threading.Event()
+        self.counted: list[str] = []
+
+    def evaluate(self, rule: Rule, _warehouse: Warehouse, now: datetime) -> Evaluation:
+        if rule.id == "crash":
+            self.crashed.set()
+            raise _Crash
+        self.crashed.wait(timeout=10)
+        time.sleep(0.2)  # the crashed worker has stopped the check meanwhile
+        self.counted.append(rule.id)
+        return Evaluation(rule.id, self.name, now)
+
+
+def test_a_worker_that_dies_outside_a_rule_stops_the_check(company_warehouse: Engine) -> None:
+    probe = _CrashProbe()
+    # The first connection's worker takes count0 and waits; the second's crashes, and only its own stop
+    # ends the first's loop (the caller waits on the first worker's result).
+    rules = [rule("count0", "crash"), rule("crash", "crash"), *(rule(f"count{i}", "crash") for i in range(1, 5))]
+    with pytest.raises(_Crash):
+        evaluate_rules(rules, company_warehouse, COMPANY, AT, kinds={"crash": probe}, connections=2)
+    assert len(probe.counted) <= 1  # the rule already running on the other connection, no further one
