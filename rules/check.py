@@ -111,9 +111,9 @@ def _snapshots(engine: Engine, wanted: int) -> Iterator[list[Connection]]:
     """
     with ExitStack() as stack:
         first = stack.enter_context(engine.connect())
+        conns = [first]
         if engine.dialect.name == "postgresql":
             stack.enter_context(_postgresql_snapshot(first))
-            conns = [first]
             if wanted > 1:
                 exported = first.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
                 for _ in range(wanted - 1):
@@ -122,7 +122,6 @@ def _snapshots(engine: Engine, wanted: int) -> Iterator[list[Connection]]:
                     conns.append(conn)
             yield conns
             return
-        conns = [first]
         with engine.connect() if wanted > 1 else nullcontext() as holder:
             if holder is not None:
                 if _sqlite_write_lock(holder):

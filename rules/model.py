@@ -91,7 +91,7 @@ class Memo:
         with self._lock:
             answer = self._answers.get(key)
             mine = answer is None
-            if answer is None:
+            if mine:
                 answer = self._answers[key] = _Answer()
         if mine:
             try:

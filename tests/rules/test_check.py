@@ -94,19 +94,7 @@ class _SnapshotProbe:
         count = select(func.count()).select_from(opportunities)
         self.counts.append(warehouse.conn.execute(count).scalar_one())
         with self.engine.begin() as other:
-            other.execute(
-                insert(opportunities).values(
-                    id=f"salesforce:new-{rule.id}",
-                    source="salesforce",
-                    external_id=f"new-{rule.id}",
-                    pipeline="default",
-                    stage="Prospecting",
-                    is_closed=False,
-                    is_won=False,
-                    created_at=now,
-                    synced_at=now,
-                )
-            )
+            other.execute(insert(opportunities).values(_new_deal(f"new-{rule.id}")))
         self.counts.append(warehouse.conn.execute(count).scalar_one())
         return Evaluation(rule.id, self.name, now)
 
